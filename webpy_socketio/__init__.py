@@ -1,0 +1,78 @@
+"""Realtime websockets for web.py apps: channels, events and out-of-band
+sends, on python-socketio and gevent.
+
+Importing this package is light: it imports neither gevent nor web.py nor
+python-socketio, so it can come first in a program (before gevent's
+monkey patching) and in command-line tools. The server and the test client
+load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from .emitter import Emitter, broadcast, broadcast_channel, emitter, send
+from .events import (
+    on,
+    on_connect,
+    on_disconnect,
+    on_error,
+    on_finish,
+    on_message,
+    on_subscribe,
+    on_unsubscribe,
+)
+from .exceptions import (
+    Denied,
+    EventError,
+    ImproperlyConfigured,
+    InvalidChannel,
+    MonkeyPatchError,
+    NoSocket,
+    WebpySocketIOError,
+)
+from .requests import use_session
+from .settings import configure
+from .urls import socketio_urls
+
+try:
+    __version__ = metadata.version("webpy-socketio")
+except metadata.PackageNotFoundError:  # running from a checkout that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Denied",
+    "Emitter",
+    "EventError",
+    "ImproperlyConfigured",
+    "InvalidChannel",
+    "MonkeyPatchError",
+    "NoSocket",
+    "SocketIOServer",
+    "WebpySocketIOError",
+    "broadcast",
+    "broadcast_channel",
+    "configure",
+    "emitter",
+    "on",
+    "on_connect",
+    "on_disconnect",
+    "on_error",
+    "on_finish",
+    "on_message",
+    "on_subscribe",
+    "on_unsubscribe",
+    "send",
+    "socketio_urls",
+    "use_session",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # the server imports gevent; load it only when asked for
+    if name == "SocketIOServer":
+        from .server import SocketIOServer
+
+        return SocketIOServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

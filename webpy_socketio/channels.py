@@ -1,0 +1,64 @@
+"""Channels: named groups of sockets, stored as python-socketio rooms.
+
+A channel ``room-42`` is the room ``#room-42``. python-socketio also puts
+every socket in a room named after its own session id; session ids use only
+``[A-Za-z0-9_-]``, so the ``#`` prefix keeps a client from subscribing to a
+"channel" that is really another socket's private room (and reading its
+messages), in this process or, through the message queue, in any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .exceptions import InvalidChannel
+
+ROOM_PREFIX = "#"
+#: Longest channel name accepted, in characters.
+MAX_CHANNEL_LENGTH = 200
+
+
+def validate(channel: Any) -> str:
+    """Return ``channel`` if it is a usable channel name.
+
+    :raises InvalidChannel: with a message fit to show the client.
+    """
+    if not isinstance(channel, str):
+        raise InvalidChannel(f"channel must be a string, not {type(channel).__name__}")
+    if not channel:
+        raise InvalidChannel("channel must not be empty")
+    if len(channel) > MAX_CHANNEL_LENGTH:
+        raise InvalidChannel(f"channel is longer than {MAX_CHANNEL_LENGTH} characters")
+    if not channel.isprintable():
+        raise InvalidChannel("channel must not contain control characters")
+    return channel
+
+
+def room(channel: str) -> str:
+    """The room name that stores ``channel``."""
+    return ROOM_PREFIX + channel
+
+
+def channel_of(room_name: Any) -> str | None:
+    """The channel a room stores, or None for rooms that are not channels
+    (a socket's own room)."""
+    if isinstance(room_name, str) and room_name.startswith(ROOM_PREFIX):
+        return room_name[len(ROOM_PREFIX) :]
+    return None
+
+
+def channels_of(engine: Any, sid: str) -> list[str]:
+    """The channels the socket ``sid`` is in, in this process."""
+    rooms = engine.manager.rooms.get("/", {})
+    found = []
+    for room_name, members in rooms.items():
+        if sid in members:
+            name = channel_of(room_name)
+            if name is not None:
+                found.append(name)
+    return found
+
+
+def members(engine: Any, channel: str) -> list[str]:
+    """Session ids of this process's sockets subscribed to ``channel``."""
+    return list(engine.manager.rooms.get("/", {}).get(room(channel), ()))

@@ -1,0 +1,220 @@
+"""Turns python-socketio's callbacks into webpy_socketio events.
+
+Wire protocol on the default namespace (documented in the README):
+
+- ``message`` (``socket.send(data)`` in the browser): ``on_message``; the
+  first value other than None a handler returns is the acknowledgement.
+- ``wsio:subscribe`` / ``wsio:unsubscribe`` with a channel name: acked
+  ``{"ok": true}`` or ``{"ok": false, "error": "..."}``.
+- any other event name: the handlers registered with ``on(name)``.
+
+Handlers are isolated from each other: one that raises is logged with its
+traceback, ``on_error`` handlers receive the exception, the remaining
+handlers still run and the connection stays up. Handlers of one connection
+run one at a time, in the order the client sent its events.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from . import channels, clients, events, settings
+from .clients import Client
+from .events import Event
+from .exceptions import Denied, InvalidChannel
+from .requests import Request
+from .sockets import Socket
+
+logger = logging.getLogger("webpy_socketio")
+#: One line per received message, formatted by SOCKETIO_MESSAGE_LOG_FORMAT.
+message_logger = logging.getLogger("webpy_socketio.messages")
+
+SUBSCRIBE = "wsio:subscribe"
+UNSUBSCRIBE = "wsio:unsubscribe"
+SERVER_ERROR = "server error"
+
+
+def _describe(handler: Any) -> str:
+    return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', handler)}"
+
+
+def fire(
+    event: Event,
+    client: Client,
+    *args: Any,
+    channel: str | None = None,
+    refusable: bool = False,
+) -> list[Any]:
+    """Run the handlers of ``event`` that match, return their results other
+    than None.
+
+    With ``refusable``, a handler that returns False or raises
+    :class:`Denied` stops the others and :class:`Denied` propagates; a
+    handler that raises anything else refuses too (closed by default).
+    """
+    if not event.handlers:
+        return []
+    scope = (channel,) if channel is not None else (lambda: client.socket.channels)
+    results = []
+    for handler in event.matching(scope):
+        try:
+            result = handler(client.request, client.socket, client.context, *args)
+        except Denied:
+            if refusable:
+                raise
+            logger.warning(
+                "%s raised Denied in %s; only on_connect and on_subscribe handlers can refuse",
+                _describe(handler),
+                event.name,
+            )
+            continue
+        except Exception as exc:
+            logger.exception("%s handler %s raised", event.name, _describe(handler))
+            if event is not events.on_error:
+                fire(events.on_error, client, exc)
+            if refusable:
+                raise Denied(SERVER_ERROR) from exc
+            continue
+        if result is False and refusable:
+            raise Denied("")
+        if result is not None:
+            results.append(result)
+    return results
+
+
+class _LogValues(dict):
+    """Environ keys for the message log; a key the request lacks shows '-'."""
+
+    def __missing__(self, key: str) -> str:
+        return "-"
+
+
+def _log_message(client: Client, message: str) -> None:
+    fmt = settings.get("SOCKETIO_MESSAGE_LOG_FORMAT")
+    if fmt is None or not message_logger.isEnabledFor(logging.INFO):
+        return
+    values = _LogValues(client.request.environ)
+    values["TIME"] = datetime.datetime.now().replace(microsecond=0)
+    values["MESSAGE"] = message
+    message_logger.info(fmt % values)
+
+
+def _as_text(data: Any) -> str:
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return repr(data)
+
+
+def _first(results: list[Any]) -> Any:
+    return results[0] if results else None
+
+
+class Dispatcher:
+    """The python-socketio handlers of one engine."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def install(self) -> None:
+        on = self.engine.on
+        on("connect", self.connect)
+        on("disconnect", self.disconnect)
+        on("message", self.message)
+        on(SUBSCRIBE, self.subscribe)
+        on(UNSUBSCRIBE, self.unsubscribe)
+        on("*", self.named)
+
+    # -- connection lifecycle ------------------------------------------------
+
+    def connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> bool:
+        client = Client(Request(environ, auth), Socket(sid, self.engine))
+        clients.add(client)
+        try:
+            fire(events.on_connect, client, refusable=True)
+        except Denied as exc:
+            clients.remove(sid)
+            from socketio.exceptions import ConnectionRefusedError
+
+            raise ConnectionRefusedError(exc.reason or "connection refused") from None
+        return True
+
+    def disconnect(self, sid: str, reason: str | None = None) -> None:
+        client = clients.get(sid)
+        if client is None:
+            return
+        try:
+            client.socket.disconnect_reason = reason
+            fire(events.on_disconnect, client)
+            # on_unsubscribe for every channel before on_finish, as the
+            # original did, so channel-bound cleanup code runs on a close too
+            for channel in client.socket.channels:
+                fire(events.on_unsubscribe, client, channel, channel=channel)
+            fire(events.on_finish, client)
+        finally:
+            clients.remove(sid)
+
+    # -- events from the client ----------------------------------------------
+
+    def message(self, sid: str, *data: Any) -> Any:
+        client = clients.get(sid)
+        if client is None:
+            return None
+        if not data:
+            data = (None,)
+        _log_message(client, _as_text(data[0] if len(data) == 1 else list(data)))
+        return _first(fire(events.on_message, client, *data))
+
+    def named(self, event_name: str, sid: str, *data: Any) -> Any:
+        client = clients.get(sid)
+        if client is None:
+            return None
+        if event_name.startswith(events.PROTOCOL_PREFIX):
+            return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
+        event = events.named.get(event_name)
+        _log_message(client, f"{event_name} {_as_text(list(data))}")
+        if event is None:
+            logger.debug("no handler for event %r from %s", event_name, sid)
+            return None
+        return _first(fire(event, client, *data))
+
+    def subscribe(self, sid: str, *data: Any) -> dict[str, Any]:
+        client = clients.get(sid)
+        if client is None:
+            return {"ok": False, "error": "not connected"}
+        try:
+            channel = channels.validate(data[0] if data else None)
+        except InvalidChannel as exc:
+            return {"ok": False, "error": str(exc)}
+        current = client.socket.channels
+        if channel in current:
+            return {"ok": True}
+        limit = settings.get("SOCKETIO_MAX_CHANNELS_PER_SOCKET")
+        if len(current) >= limit:
+            return {"ok": False, "error": f"too many channels (at most {limit} per socket)"}
+        try:
+            fire(events.on_subscribe, client, channel, channel=channel, refusable=True)
+        except Denied as exc:
+            return {"ok": False, "error": exc.reason or "subscription refused"}
+        # joined only after every handler agreed, so a refused socket never
+        # sits in the room, not even for a moment
+        client.socket.subscribe(channel)
+        return {"ok": True}
+
+    def unsubscribe(self, sid: str, *data: Any) -> dict[str, Any]:
+        client = clients.get(sid)
+        if client is None:
+            return {"ok": False, "error": "not connected"}
+        try:
+            channel = channels.validate(data[0] if data else None)
+        except InvalidChannel as exc:
+            return {"ok": False, "error": str(exc)}
+        if channel not in client.socket.channels:
+            return {"ok": False, "error": "not subscribed"}
+        client.socket.unsubscribe(channel)
+        fire(events.on_unsubscribe, client, channel, channel=channel)
+        return {"ok": True}

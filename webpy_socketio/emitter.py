@@ -1,0 +1,128 @@
+"""Out-of-band sends: reach sockets from any web.py handler, a script or a
+worker, outside of an event handler.
+
+Without a message queue, these functions reach the sockets connected to
+this process and raise :class:`~webpy_socketio.NoSocket` when none could
+receive the message. With ``SOCKETIO_MESSAGE_QUEUE`` set, they publish to
+the queue, every server process delivers to its own sockets, and NoSocket
+is never raised: one process cannot know who is connected to the others.
+A process that runs no server (a cron job, a worker) publishes through a
+write-only emitter made on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from . import channels, clients, settings
+from .engine import client_manager, current_engine
+from .exceptions import NoSocket
+from .sockets import MESSAGE_EVENT, _payload
+
+
+class Emitter:
+    """Publishes to a message queue without running a server::
+
+        from webpy_socketio import emitter
+        news = emitter("redis://127.0.0.1:6379/0")
+        news.broadcast_channel({"headline": "..."}, "news")
+
+    :param url: the queue URL, as in ``SOCKETIO_MESSAGE_QUEUE``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.manager = client_manager(url, write_only=True)
+
+    def __repr__(self) -> str:
+        return f"<Emitter {self.url}>"
+
+    def emit(self, event: str, data: Any, to: Any = None, skip_sid: Any = None) -> None:
+        """Publish a named event to ``to`` (a session id, a room or a list
+        of rooms; everybody when None)."""
+        self.manager.emit(event, data, namespace="/", room=to, skip_sid=skip_sid)
+
+    def send(self, session_id: str, message: Any) -> None:
+        self.emit(MESSAGE_EVENT, _payload(message), to=session_id)
+
+    def broadcast(self, message: Any) -> None:
+        self.emit(MESSAGE_EVENT, _payload(message))
+
+    def broadcast_channel(self, message: Any, channel: str) -> None:
+        self.emit(MESSAGE_EVENT, _payload(message), to=channels.room(channels.validate(channel)))
+
+
+def emitter(url: str) -> Emitter:
+    """A write-only :class:`Emitter` for the queue at ``url``."""
+    return Emitter(url)
+
+
+_queue_emitters: dict[str, Emitter] = {}
+_queue_lock = threading.Lock()
+
+
+def _through_queue() -> Any:
+    """What publishes to the configured queue (the local engine when this
+    process runs a server), or None when no queue is configured."""
+    url = settings.get("SOCKETIO_MESSAGE_QUEUE")
+    if not url:
+        return None
+    engine = current_engine()
+    if engine is not None:
+        return engine
+    with _queue_lock:
+        if url not in _queue_emitters:
+            _queue_emitters[url] = Emitter(url)
+        return _queue_emitters[url]
+
+
+def _local_engine_or_raise(reason: str) -> Any:
+    engine = current_engine()
+    if engine is None:
+        raise NoSocket(f"{reason} (no server has started in this process).")
+    return engine
+
+
+def send(session_id: str, message: Any) -> None:
+    """Send ``message`` to the socket whose id is ``session_id``.
+
+    :raises NoSocket: without a queue, when no such socket is connected here.
+    """
+    target = _through_queue()
+    if target is None:
+        reason = f"There is no socket with session id {session_id!r}"
+        target = _local_engine_or_raise(reason)
+        if clients.get(session_id) is None:
+            raise NoSocket(f"{reason}.")
+    target.emit(MESSAGE_EVENT, _payload(message), to=session_id)
+
+
+def broadcast(message: Any) -> None:
+    """Send ``message`` to every connected socket.
+
+    :raises NoSocket: without a queue, when no socket is connected here.
+    """
+    target = _through_queue()
+    if target is None:
+        reason = "There are no connected sockets to broadcast to"
+        target = _local_engine_or_raise(reason)
+        if not clients.count():
+            raise NoSocket(f"{reason}.")
+    target.emit(MESSAGE_EVENT, _payload(message))
+
+
+def broadcast_channel(message: Any, channel: str) -> None:
+    """Send ``message`` to every socket subscribed to ``channel``.
+
+    :raises NoSocket: without a queue, when nobody here is subscribed.
+    :raises InvalidChannel: for a name that is not a valid channel.
+    """
+    channels.validate(channel)
+    target = _through_queue()
+    if target is None:
+        reason = f"There are no sockets subscribed to channel {channel!r}"
+        target = _local_engine_or_raise(reason)
+        if not channels.members(target, channel):
+            raise NoSocket(f"{reason}.")
+    target.emit(MESSAGE_EVENT, _payload(message), to=channels.room(channel))

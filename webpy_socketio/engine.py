@@ -1,0 +1,126 @@
+"""The process-wide python-socketio server that carries every socket.
+
+It is created on first use from the settings, so ``configure()`` must come
+before the first connection for the settings that shape it (the message
+queue); the others (origins, message size, heartbeat) are applied live.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from . import clients, settings
+from .exceptions import ImproperlyConfigured
+
+_lock = threading.Lock()
+_engine: Any = None
+
+
+def _cors(value: Any) -> Any:
+    # python-socketio reads None as "same origin only", which is our default
+    return [value] if isinstance(value, str) and value != "*" else value
+
+
+def client_manager(url: str | None, write_only: bool = False) -> Any:
+    """The python-socketio manager for a message queue URL (None: in-memory,
+    this process only).
+
+    :raises ImproperlyConfigured: when the queue's client library is missing.
+    """
+    import socketio
+
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ImproperlyConfigured(
+                f"SOCKETIO_MESSAGE_QUEUE={url!r} needs the redis package: "
+                "pip install 'webpy-socketio[redis]'."
+            ) from None
+        return socketio.RedisManager(url, write_only=write_only)
+    try:
+        import kombu  # noqa: F401
+    except ImportError:
+        raise ImproperlyConfigured(
+            f"SOCKETIO_MESSAGE_QUEUE={url!r}: only redis:// URLs work out of the box; "
+            "other brokers need the kombu package (pip install kombu)."
+        ) from None
+    return socketio.KombuManager(url, write_only=write_only)
+
+
+def create_engine() -> Any:
+    """Build a python-socketio server from the current settings, with the
+    webpy_socketio dispatcher installed."""
+    import socketio
+
+    from .dispatch import Dispatcher
+
+    engine = socketio.Server(
+        async_mode="gevent",
+        client_manager=client_manager(settings.get("SOCKETIO_MESSAGE_QUEUE")),
+        cors_allowed_origins=_cors(settings.get("SOCKETIO_CORS_ALLOWED_ORIGINS")),
+        max_http_buffer_size=settings.get("SOCKETIO_MAX_MESSAGE_BYTES"),
+        ping_interval=settings.get("SOCKETIO_PING_INTERVAL"),
+        ping_timeout=settings.get("SOCKETIO_PING_TIMEOUT"),
+        # one connection's events are handled in order, in that connection's
+        # greenlet; other connections are not held up by a slow handler
+        async_handlers=False,
+        logger=False,
+        engineio_logger=False,
+    )
+    Dispatcher(engine).install()
+    return engine
+
+
+def get_engine() -> Any:
+    """The process-wide python-socketio server, created on first call."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = create_engine()
+    return _engine
+
+
+def current_engine() -> Any:
+    """The engine if it was created, else None (never creates one)."""
+    return _engine
+
+
+def reset() -> None:
+    """Drop the engine and the client registry (for tests; connected
+    clients of the old engine are not told)."""
+    global _engine
+    with _lock:
+        _engine = None
+        clients.CLIENTS.clear()
+
+
+def _apply(values: Mapping[str, Any]) -> None:
+    engine = _engine
+    if engine is None:
+        return
+    eio = engine.eio
+    if "SOCKETIO_MESSAGE_QUEUE" in values and values["SOCKETIO_MESSAGE_QUEUE"] != settings.get(
+        "SOCKETIO_MESSAGE_QUEUE"
+    ):
+        raise ImproperlyConfigured(
+            "SOCKETIO_MESSAGE_QUEUE cannot change once the server has started; set it in "
+            "the settings module or call configure() before the first connection."
+        )
+    if "SOCKETIO_CORS_ALLOWED_ORIGINS" in values:
+        eio.cors_allowed_origins = _cors(values["SOCKETIO_CORS_ALLOWED_ORIGINS"])
+    if "SOCKETIO_MAX_MESSAGE_BYTES" in values:
+        eio.max_http_buffer_size = values["SOCKETIO_MAX_MESSAGE_BYTES"]
+    if "SOCKETIO_PING_INTERVAL" in values:
+        eio.ping_interval = values["SOCKETIO_PING_INTERVAL"]
+    if "SOCKETIO_PING_TIMEOUT" in values:
+        eio.ping_timeout = values["SOCKETIO_PING_TIMEOUT"]
+
+
+settings.on_change(_apply)

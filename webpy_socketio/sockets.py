@@ -1,0 +1,111 @@
+"""The server side of one connected socket, as handlers receive it."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from . import channels as _channels
+
+MESSAGE_EVENT = "message"
+
+
+def _payload(message: Any) -> Any:
+    # python-socketio expands a tuple into several event arguments; a message
+    # is one JSON value, so send tuples as lists.
+    return list(message) if isinstance(message, tuple) else message
+
+
+class Socket:
+    """One connected client. Messages are the standard Socket.IO
+    ``message`` event, which the browser reads with
+    ``socket.on("message", ...)``.
+
+    :ivar session_id: the client's id, equal to ``socket.id`` in the browser.
+    :ivar session: an object whose ``session_id`` is the same id (the
+        original API's spelling).
+    :ivar disconnect_reason: why the connection ended, once it has (one of
+        python-socketio's reasons, such as ``"client disconnect"``).
+    """
+
+    def __init__(self, session_id: str, engine: Any) -> None:
+        self.session_id = session_id
+        self.session = SimpleNamespace(session_id=session_id)
+        self.disconnect_reason: str | None = None
+        self._engine = engine
+
+    def __repr__(self) -> str:
+        return f"<Socket {self.session_id}>"
+
+    @property
+    def channels(self) -> list[str]:
+        """The channels this socket is subscribed to."""
+        return _channels.channels_of(self._engine, self.session_id)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._engine.manager.is_connected(self.session_id, "/"))
+
+    @property
+    def transport(self) -> str | None:
+        """``"websocket"`` or ``"polling"`` (None once disconnected)."""
+        try:
+            return str(self._engine.transport(self.session_id))
+        except KeyError:
+            return None
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` (any JSON value) to this socket."""
+        self._engine.emit(MESSAGE_EVENT, _payload(message), to=self.session_id)
+
+    def emit(self, event: str, *args: Any) -> None:
+        """Send a named event to this socket
+        (``socket.on(event, ...)`` in the browser)."""
+        self._engine.emit(event, args if len(args) != 1 else args[0], to=self.session_id)
+
+    def broadcast(self, message: Any) -> None:
+        """Send ``message`` to every connected socket except this one."""
+        self._engine.emit(MESSAGE_EVENT, _payload(message), skip_sid=self.session_id)
+
+    def send_and_broadcast(self, message: Any) -> None:
+        """Send ``message`` to every connected socket, this one included."""
+        self._engine.emit(MESSAGE_EVENT, _payload(message))
+
+    def broadcast_channel(self, message: Any, channel: str | None = None) -> None:
+        """Send ``message`` to the other subscribers of ``channel``, or, with
+        no channel, of every channel this socket is in (each subscriber gets
+        it once)."""
+        rooms = self._rooms(channel)
+        if rooms:
+            self._engine.emit(MESSAGE_EVENT, _payload(message), to=rooms, skip_sid=self.session_id)
+
+    def send_and_broadcast_channel(self, message: Any, channel: str | None = None) -> None:
+        """Like :meth:`broadcast_channel`, and send it to this socket too,
+        whether or not it is subscribed yet (so an ``on_subscribe`` handler
+        can greet the whole room, newcomer included)."""
+        self.broadcast_channel(message, channel)
+        self.send(message)
+
+    def subscribe(self, channel: str) -> None:
+        """Subscribe this socket to ``channel`` from the server side. No
+        ``on_subscribe`` handler runs: the application decided.
+
+        :raises InvalidChannel: for a name that is not a valid channel.
+        """
+        _channels.validate(channel)
+        self._engine.enter_room(self.session_id, _channels.room(channel))
+
+    def unsubscribe(self, channel: str) -> None:
+        """Remove this socket from ``channel`` (nothing happens if it was
+        not subscribed)."""
+        _channels.validate(channel)
+        self._engine.leave_room(self.session_id, _channels.room(channel))
+
+    def disconnect(self) -> None:
+        """Close the connection from the server side."""
+        self._engine.disconnect(self.session_id)
+
+    def _rooms(self, channel: str | None) -> list[str]:
+        if channel is None:
+            return [_channels.room(c) for c in self.channels]
+        return [_channels.room(_channels.validate(channel))]

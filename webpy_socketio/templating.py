@@ -1,0 +1,63 @@
+"""Mako helpers for the client scripts include.
+
+In a page template::
+
+    <%include file="socketio_scripts.html"/>
+
+with the package's template folder in the lookup::
+
+    from webpy_socketio.templating import template_lookup
+    lookup = template_lookup(["templates"], default_filters=["h"])
+"""
+
+from __future__ import annotations
+
+import os
+from html import escape
+from typing import Any
+
+from . import settings
+
+#: Folder holding ``socketio_scripts.html``.
+TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
+#: Where a local copy of the official client is looked for, relative to the
+#: app's working folder, and the URL web.py serves it at.
+LOCAL_CLIENT_PATH = os.path.join("static", "socket.io.min.js")
+LOCAL_CLIENT_URL = "/static/socket.io.min.js"
+
+
+def template_lookup(directories: list[str] | tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """A ``mako.lookup.TemplateLookup`` over ``directories`` plus the
+    package's template folder (searched last)."""
+    from mako.lookup import TemplateLookup
+
+    return TemplateLookup(directories=[*directories, TEMPLATE_DIR], **kwargs)
+
+
+def add_template_dir(lookup: Any) -> Any:
+    """Append the package's template folder to an existing lookup."""
+    if TEMPLATE_DIR not in lookup.directories:
+        lookup.directories.append(TEMPLATE_DIR)
+    return lookup
+
+
+def client_source() -> tuple[str, str | None]:
+    """The URL browsers load the official client from, and its integrity
+    hash (None when there is none to check)."""
+    if os.path.isfile(LOCAL_CLIENT_PATH):
+        return LOCAL_CLIENT_URL, None
+    url = settings.get("SOCKETIO_CLIENT_URL")
+    if url == settings.DEFAULT_CLIENT_URL:
+        return url, settings.DEFAULT_CLIENT_INTEGRITY
+    return url, settings.get("SOCKETIO_CLIENT_INTEGRITY")
+
+
+def script_tags(resource: str = "socket.io") -> str:
+    """The ``<script>`` tags for the official client and the extension."""
+    url, integrity = client_source()
+    client = f'<script src="{escape(url)}"'
+    if integrity:
+        client += f' integrity="{escape(integrity)}" crossorigin="anonymous"'
+    client += "></script>"
+    extension = f'<script src="/{escape(resource.strip("/"))}/wsio.js"></script>'
+    return client + "\n" + extension + "\n"
