@@ -1,0 +1,29 @@
+"""Shared fixtures. Real-process helpers live in tests/support.py."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from support import AppServer, NodeAgent  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def basic_server() -> Iterator[AppServer]:
+    """tests/apps/basic_app.py served by SocketIOServer on a free port."""
+    server = AppServer("basic_app.py", "basic")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def agent() -> Iterator[NodeAgent]:
+    """A Node process driving official socket.io-client sockets."""
+    node = NodeAgent()
+    yield node
+    node.close()
