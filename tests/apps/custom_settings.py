@@ -1,0 +1,5 @@
+"""Settings module for the TestCustomSettings server (WSIO_SETTINGS_MODULE)."""
+
+SOCKETIO_MESSAGE_LOG_FORMAT = "MSG %(REMOTE_ADDR)s %(HTTP_X_TEST)s %(NOT_IN_ENVIRON)s %(MESSAGE)s"
+SOCKETIO_CORS_ALLOWED_ORIGINS = ["http://allowed.example"]
+SOCKETIO_MAX_CHANNELS_PER_SOCKET = 3
