@@ -32,6 +32,9 @@ from .middleware import SocketIOMiddleware
 class AddressInUse(WebpySocketIOError, OSError):
     """Raised when the server's port is already taken."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)
+
 
 def check_monkey_patched() -> None:
     """Raise :class:`MonkeyPatchError` unless gevent patched the standard
