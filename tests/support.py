@@ -88,7 +88,9 @@ def python_env(**extra: str) -> dict[str, str]:
 class Process:
     """A child process with its output in a log file, stopped for sure."""
 
-    def __init__(self, args: list[str], log: Path, cwd: Path | None = None, env: dict | None = None):
+    def __init__(
+        self, args: list[str], log: Path, cwd: Path | None = None, env: dict | None = None
+    ):
         self.args = args
         self.log_path = log
         self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -251,7 +253,9 @@ class NodeAgent:
     def connect(self, client: str, url: str, transport: str = "websocket", **options: Any) -> dict:
         transports = ["polling", "websocket"] if transport == "default" else [transport]
         opts = {"transports": transports, **options}
-        return self.call("connect", client, url=url, options=opts, timeout=options.pop("timeout", 8))
+        return self.call(
+            "connect", client, url=url, options=opts, timeout=options.pop("timeout", 8)
+        )
 
     def received(self, client: str, event: str = "message") -> list[Any]:
         with self._cond:
@@ -262,7 +266,11 @@ class NodeAgent:
             ]
 
     def wait_for(
-        self, client: str, predicate: Callable[[Any], bool], event: str = "message", timeout: float = 5.0
+        self,
+        client: str,
+        predicate: Callable[[Any], bool],
+        event: str = "message",
+        timeout: float = 5.0,
     ) -> Any:
         deadline = time.monotonic() + timeout
         with self._cond:

@@ -32,7 +32,10 @@ def render_include(**data) -> str:
 
 def test_include_renders_pinned_client_and_extension():
     html = render_include()
-    assert f'<script src="{settings.DEFAULT_CLIENT_URL}" integrity="{settings.DEFAULT_CLIENT_INTEGRITY}" crossorigin="anonymous"></script>' in html
+    assert (
+        f'<script src="{settings.DEFAULT_CLIENT_URL}" integrity="{settings.DEFAULT_CLIENT_INTEGRITY}" crossorigin="anonymous"></script>'
+        in html
+    )
     assert '<script src="/socket.io/wsio.js"></script>' in html
 
 
@@ -51,7 +54,9 @@ def test_custom_url_is_escaped_and_carries_its_own_integrity():
     assert "&quot;&gt;&lt;script&gt;" in tags
     assert "integrity" not in tags
     settings.configure(SOCKETIO_CLIENT_URL="/js/io.js", SOCKETIO_CLIENT_INTEGRITY="sha384-abc")
-    assert '<script src="/js/io.js" integrity="sha384-abc" crossorigin="anonymous">' in script_tags()
+    assert (
+        '<script src="/js/io.js" integrity="sha384-abc" crossorigin="anonymous">' in script_tags()
+    )
 
 
 def test_add_template_dir_to_an_existing_lookup():
@@ -84,7 +89,9 @@ def test_extension_script_is_served(basic_server):
         etag = response.headers["ETag"]
         assert response.headers["Content-Type"].startswith("application/javascript")
     assert b"wsio:subscribe" in body
-    request = urllib.request.Request(basic_server.url + "/socket.io/wsio.js", headers={"If-None-Match": etag})
+    request = urllib.request.Request(
+        basic_server.url + "/socket.io/wsio.js", headers={"If-None-Match": etag}
+    )
     try:
         urllib.request.urlopen(request, timeout=5)
     except urllib.error.HTTPError as exc:
@@ -98,7 +105,12 @@ def test_extension_script_is_served(basic_server):
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_extension_resubscribes_after_reconnect(basic_server, agent, transport):
     first = agent.connect(
-        "a", basic_server.url, transport, reconnection=True, reconnectionDelay=100, reconnectionDelayMax=200
+        "a",
+        basic_server.url,
+        transport,
+        reconnection=True,
+        reconnectionDelay=100,
+        reconnectionDelayMax=200,
     )["id"]
     channel = f"room-resub-{transport}-{os.getpid()}"
     assert agent.call("subscribe", "a", channel=channel) == {"ok": True}

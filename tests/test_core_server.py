@@ -293,7 +293,8 @@ def test_refused_subscription_never_receives_channel_messages(basic_server, agen
     agent.wait_for("member", lambda m: m == {"oob": "channel", "channel": private})
     barrier(agent, basic_server, "outsider")
     assert all(
-        not (isinstance(m, dict) and m.get("channel") == private) for m in agent.received("outsider")
+        not (isinstance(m, dict) and m.get("channel") == private)
+        for m in agent.received("outsider")
     )
     assert agent.call("channels", "outsider") == []
 

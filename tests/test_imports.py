@@ -15,7 +15,12 @@ def imported_after(statement: str) -> set[str]:
     code = f"import sys, json; {statement}; print(json.dumps(sorted(sys.modules)))"
     # run from / so that the checkout is not on sys.path: only the installed package counts
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd="/", capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return set(json.loads(result.stdout))
 

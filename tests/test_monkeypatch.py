@@ -27,7 +27,10 @@ else:
     ("prelude", "expected"),
     [
         ("from gevent import monkey; monkey.patch_all()\n", "STARTED"),
-        ("import web\nfrom gevent import monkey; monkey.patch_all()\n", "REFUSED: web.py was imported before"),
+        (
+            "import web\nfrom gevent import monkey; monkey.patch_all()\n",
+            "REFUSED: web.py was imported before",
+        ),
         ("", "REFUSED: gevent has not monkey-patched socket, threading, select"),
     ],
     ids=["patched-first", "web-first", "not-patched"],

@@ -38,7 +38,9 @@ def test_wheel_contents(wheel):
     if top_level:
         assert zipfile.ZipFile(wheel).read(top_level[0]).decode().split() == ["webpy_socketio"]
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "wsio = webpy_socketio.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert (
+        "wsio = webpy_socketio.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    )
 
 
 def test_wheel_installs_and_imports_from_another_directory(wheel, tmp_path):
@@ -70,5 +72,7 @@ def test_wheel_installs_and_imports_from_another_directory(wheel, tmp_path):
     assert cli_spec == "None"
     assert has_script == "True"
     wsio = env_dir / "bin" / "wsio"
-    result = subprocess.run([wsio, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [wsio, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.startswith("wsio, version "), result.stderr

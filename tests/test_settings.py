@@ -29,7 +29,9 @@ def test_defaults():
 
 
 def test_unknown_name_names_the_closest_valid_one():
-    with pytest.raises(ImproperlyConfigured, match="Unknown setting SOCKETIO_PROT .* Did you mean SOCKETIO_PORT"):
+    with pytest.raises(
+        ImproperlyConfigured, match="Unknown setting SOCKETIO_PROT .* Did you mean SOCKETIO_PORT"
+    ):
         settings.configure(SOCKETIO_PROT=9000)
     with pytest.raises(AttributeError):
         settings.NOT_A_SETTING  # noqa: B018
@@ -83,7 +85,10 @@ def test_settings_module_is_read_and_checked(tmp_path):
     result = _run(code, tmp_path)
     assert result.stdout.strip() == "8123", result.stderr
     result = _run(code, tmp_path, WSIO_SETTINGS_MODULE="typo_settings")
-    assert "Unknown setting SOCKETIO_MESAGE_LOG_FORMAT in settings module 'typo_settings'" in result.stderr
+    assert (
+        "Unknown setting SOCKETIO_MESAGE_LOG_FORMAT in settings module 'typo_settings'"
+        in result.stderr
+    )
     assert "Did you mean SOCKETIO_MESSAGE_LOG_FORMAT?" in result.stderr
     result = _run(code, tmp_path, WSIO_SETTINGS_MODULE="no_such_module")
     assert "Could not import the settings module 'no_such_module'" in result.stderr
@@ -99,7 +104,9 @@ def test_live_engine_follows_origin_and_size_settings():
     from webpy_socketio.engine import get_engine
 
     engine = get_engine()
-    settings.configure(SOCKETIO_CORS_ALLOWED_ORIGINS=["https://a.example"], SOCKETIO_MAX_MESSAGE_BYTES=1234)
+    settings.configure(
+        SOCKETIO_CORS_ALLOWED_ORIGINS=["https://a.example"], SOCKETIO_MAX_MESSAGE_BYTES=1234
+    )
     assert engine.eio.cors_allowed_origins == ["https://a.example"]
     assert engine.eio.max_http_buffer_size == 1234
     settings.configure(SOCKETIO_CORS_ALLOWED_ORIGINS=None, SOCKETIO_MAX_MESSAGE_BYTES=100_000)

@@ -92,8 +92,12 @@ def test_request_details_reach_handlers(handlers):
         query={"room": "7"},
         remote_addr="10.1.2.3",
     )
-    assert seen == {"addr": "10.1.2.3", "query": {"EIO": "4", "transport": "websocket", "room": "7"},
-                    "cookie": "mint", "agent": "pytest"}
+    assert seen == {
+        "addr": "10.1.2.3",
+        "query": {"EIO": "4", "transport": "websocket", "room": "7"},
+        "cookie": "mint",
+        "agent": "pytest",
+    }
     client.disconnect()
 
 
@@ -135,7 +139,9 @@ def test_handler_error_is_isolated(handlers, caplog):
 
 def test_disconnect_runs_disconnect_unsubscribe_finish_in_order(handlers):
     order = []
-    handlers(events.on_disconnect)(lambda r, s, c: order.append(("disconnect", s.disconnect_reason)))
+    handlers(events.on_disconnect)(
+        lambda r, s, c: order.append(("disconnect", s.disconnect_reason))
+    )
     handlers(events.on_unsubscribe)(lambda r, s, c, ch: order.append(("unsubscribe", ch)))
     handlers(events.on_finish)(lambda r, s, c: order.append(("finish", sorted(s.channels))))
     client = SocketIOTestClient()

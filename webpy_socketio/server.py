@@ -51,7 +51,9 @@ def check_monkey_patched() -> None:
         "program, before 'import web' and before any import of webpy_socketio, or start "
         "it with 'wsio runserver' / 'wsio serve', which patch first."
     )
-    missing = [name for name in ("socket", "threading", "select") if not monkey.is_module_patched(name)]
+    missing = [
+        name for name in ("socket", "threading", "select") if not monkey.is_module_patched(name)
+    ]
     if missing:
         raise MonkeyPatchError(f"gevent has not monkey-patched {', '.join(missing)}. {fix}")
     web_utils = sys.modules.get("web.utils")

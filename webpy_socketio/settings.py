@@ -31,7 +31,9 @@ DEFAULT_CLIENT_URL = "https://cdn.socket.io/4.8.3/socket.io.min.js"
 #: Subresource-integrity hash of :data:`DEFAULT_CLIENT_URL` (equal to the
 #: hash of ``dist/socket.io.min.js`` in the npm package socket.io-client@4.8.3;
 #: a test checks that).
-DEFAULT_CLIENT_INTEGRITY = "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0"
+DEFAULT_CLIENT_INTEGRITY = (
+    "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0"
+)
 
 DEFAULTS: dict[str, Any] = {
     # Where ``wsio runserver`` and ``wsio serve`` listen by default.
@@ -92,7 +94,9 @@ def _check_value(name: str, value: Any) -> None:
         _positive_int(name, value)
     elif name in ("SOCKETIO_PING_INTERVAL", "SOCKETIO_PING_TIMEOUT"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ImproperlyConfigured(f"{name} must be a positive number of seconds, not {value!r}.")
+            raise ImproperlyConfigured(
+                f"{name} must be a positive number of seconds, not {value!r}."
+            )
     elif name in ("SOCKETIO_HOST", "SOCKETIO_CLIENT_URL"):
         if not isinstance(value, str) or not value.strip():
             raise ImproperlyConfigured(f"{name} must be a non-empty string, not {value!r}.")

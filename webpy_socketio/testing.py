@@ -234,6 +234,8 @@ class SocketIOTestClient:
     def get_messages(self) -> list[Any]:
         """The payloads of the ``message`` events received since the last
         call; other events are kept for :meth:`get_received`."""
-        messages = [e["args"][0] if e["args"] else None for e in self.received if e["name"] == "message"]
+        messages = [
+            e["args"][0] if e["args"] else None for e in self.received if e["name"] == "message"
+        ]
         self.received = [e for e in self.received if e["name"] != "message"]
         return messages

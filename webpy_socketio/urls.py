@@ -35,7 +35,9 @@ class SocketIOHandler:
         environ = web.ctx.env
         status_headers: list[Any] = []
 
-        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
             status_headers[:] = [status, headers]
             return lambda data: None
 

@@ -179,7 +179,9 @@ class Stats:
         return json.dumps(
             {
                 "clients": sorted(registry.CLIENTS),
-                "channel_rooms": {r: sorted(m) for r, m in rooms.items() if r and r.startswith("#")},
+                "channel_rooms": {
+                    r: sorted(m) for r, m in rooms.items() if r and r.startswith("#")
+                },
                 "log": LOG,
             }
         )
