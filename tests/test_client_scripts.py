@@ -32,10 +32,9 @@ def render_include(**data) -> str:
 
 def test_include_renders_pinned_client_and_extension():
     html = render_include()
-    assert (
-        f'<script src="{settings.DEFAULT_CLIENT_URL}" integrity="{settings.DEFAULT_CLIENT_INTEGRITY}" crossorigin="anonymous"></script>'
-        in html
-    )
+    url, integrity = settings.DEFAULT_CLIENT_URL, settings.DEFAULT_CLIENT_INTEGRITY
+    expected = f'<script src="{url}" integrity="{integrity}" crossorigin="anonymous"></script>'
+    assert expected in html
     assert '<script src="/socket.io/wsio.js"></script>' in html
 
 

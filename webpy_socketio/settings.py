@@ -41,7 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_PORT": 8000,
     # One line per received message, interpolated with the connect request's
     # environ keys plus TIME and MESSAGE; None turns the log off.
-    "SOCKETIO_MESSAGE_LOG_FORMAT": '%(REMOTE_ADDR)s - - [%(TIME)s] "Socket.IO message: %(MESSAGE)s"',
+    "SOCKETIO_MESSAGE_LOG_FORMAT": (
+        '%(REMOTE_ADDR)s - - [%(TIME)s] "Socket.IO message: %(MESSAGE)s"'
+    ),
     # None: same origin only. "*" for any origin, or a list of origins such
     # as ["https://example.com"].
     "SOCKETIO_CORS_ALLOWED_ORIGINS": None,
