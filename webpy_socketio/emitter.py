@@ -49,8 +49,8 @@ class Emitter:
     def broadcast(self, message: Any) -> None:
         self.emit(MESSAGE_EVENT, _payload(message))
 
-    def broadcast_channel(self, message: Any, channel: str) -> None:
-        self.emit(MESSAGE_EVENT, _payload(message), to=channels.room(channels.validate(channel)))
+    def broadcast_channel(self, message: Any, channel: str, event: str = MESSAGE_EVENT) -> None:
+        self.emit(event, _payload(message), to=channels.room(channels.validate(channel)))
 
 
 def emitter(url: str) -> Emitter:
@@ -112,9 +112,10 @@ def broadcast(message: Any) -> None:
     target.emit(MESSAGE_EVENT, _payload(message))
 
 
-def broadcast_channel(message: Any, channel: str) -> None:
+def broadcast_channel(message: Any, channel: str, event: str = MESSAGE_EVENT) -> None:
     """Send ``message`` to every socket subscribed to ``channel``.
 
+    :param event: the Socket.IO event name; ``"message"`` by default.
     :raises NoSocket: without a queue, when nobody here is subscribed.
     :raises InvalidChannel: for a name that is not a valid channel.
     """
@@ -125,4 +126,4 @@ def broadcast_channel(message: Any, channel: str) -> None:
         target = _local_engine_or_raise(reason)
         if not channels.members(target, channel):
             raise NoSocket(f"{reason}.")
-    target.emit(MESSAGE_EVENT, _payload(message), to=channels.room(channel))
+    target.emit(event, _payload(message), to=channels.room(channel))

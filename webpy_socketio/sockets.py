@@ -71,13 +71,19 @@ class Socket:
         """Send ``message`` to every connected socket, this one included."""
         self._engine.emit(MESSAGE_EVENT, _payload(message))
 
-    def broadcast_channel(self, message: Any, channel: str | None = None) -> None:
+    def broadcast_channel(
+        self, message: Any, channel: str | None = None, event: str = MESSAGE_EVENT
+    ) -> None:
         """Send ``message`` to the other subscribers of ``channel``, or, with
         no channel, of every channel this socket is in (each subscriber gets
-        it once)."""
+        it once).
+
+        :param event: the Socket.IO event name the browser listens to
+            (``socket.on(event, ...)``); ``"message"`` by default.
+        """
         rooms = self._rooms(channel)
         if rooms:
-            self._engine.emit(MESSAGE_EVENT, _payload(message), to=rooms, skip_sid=self.session_id)
+            self._engine.emit(event, _payload(message), to=rooms, skip_sid=self.session_id)
 
     def send_and_broadcast_channel(self, message: Any, channel: str | None = None) -> None:
         """Like :meth:`broadcast_channel`, and send it to this socket too,

@@ -1,0 +1,359 @@
+"""Render a run's ``summary.json`` as ``RESULTS.md`` (run.py calls
+:func:`render`; ``python benchmarks/report.py [summary.json]`` re-renders
+the latest run to stdout)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+REF = "node"
+OURS = "webpy"
+PEER = "pysio"
+
+
+def _clean(reps: list[dict]) -> list[dict]:
+    clean = [r for r in reps if r.get("clean")]
+    return clean or reps
+
+
+def med(reps: list[dict], key: str) -> float | None:
+    values = [r[key] for r in _clean(reps) if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def span(reps: list[dict], key: str) -> str:
+    values = [r[key] for r in _clean(reps) if r.get(key) is not None]
+    return f"{min(values):,.0f}–{max(values):,.0f}" if values else "–"
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(value: float | None, ref: float | None) -> float | None:
+    if value is None or not ref:
+        return None
+    return value / ref
+
+
+def used(reps: list[dict]) -> str:
+    return f"{sum(1 for r in reps if r.get('clean'))}/{len(reps)}"
+
+
+def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
+    """(label, better, value per server) for the headline table."""
+    rows: list[tuple[str, str, dict[str, float | None]]] = []
+    servers = list(summary["servers"])
+    for n, by_server in summary["fanout"].items():
+        rows.append(
+            (
+                f"fan-out deliveries/s, N={n}",
+                "higher",
+                {
+                    s: med(by_server[s]["reps"]["flood"], "deliveries_per_s")
+                    for s in servers
+                    if "reps" in by_server.get(s, {})
+                },
+            )
+        )
+    last = list(summary["fanout"])[-1] if summary["fanout"] else None
+    if last:
+        by_server = summary["fanout"][last]
+        for phase, key, label in (
+            ("flood", "p50_ms", "flood p50 ms"),
+            ("flood", "p99_ms", "flood p99 ms"),
+            ("rate", "p50_ms", "p50 ms at equal load"),
+            ("rate", "p99_ms", "p99 ms at equal load"),
+        ):
+            rows.append(
+                (
+                    f"fan-out {label}, N={last}",
+                    "lower",
+                    {
+                        s: med(by_server[s]["reps"][phase], key)
+                        for s in servers
+                        if "reps" in by_server.get(s, {})
+                    },
+                )
+            )
+    if summary["echo"]:
+        for key, label, better in (
+            ("requests_per_s", "echo requests/s", "higher"),
+            ("p50_ms", "echo p50 ms", "lower"),
+            ("p99_ms", "echo p99 ms", "lower"),
+        ):
+            rows.append(
+                (
+                    f"{label} ({summary['params']['echo_clients']} clients)",
+                    better,
+                    {s: med(r["reps"], key) for s, r in summary["echo"].items() if "reps" in r},
+                )
+            )
+    if summary["conns"]:
+        conns = summary["params"]["conns"]
+        for key, label in (("kb_per_conn", "KB per idle connection"), ("connect_s", "connect")):
+            title = f"{label} ({conns} clients)" if key == "kb_per_conn" else f"{label} {conns} s"
+            rows.append(
+                (
+                    title,
+                    "lower",
+                    {
+                        s: med([r for r in reps if "error" not in r], key)
+                        for s, reps in summary["conns"].items()
+                    },
+                )
+            )
+    return rows
+
+
+def goals(rows: list[tuple[str, str, dict[str, float | None]]]) -> list[str]:
+    """The issue's goals, checked against this run."""
+    by_label = {label: values for label, _, values in rows}
+    out = []
+
+    def check(label_start: str, name: str, ref: str, op: str, limit: float) -> None:
+        for label, values in by_label.items():
+            if label.startswith(label_start):
+                r = ratio(values.get(name), values.get(ref))
+                if r is None:
+                    out.append(f"- {label}: {name}/{ref} not measured")
+                    return
+                ok = r >= limit if op == ">=" else r <= limit
+                out.append(
+                    f"- {label}: {name}/{ref} = **{r:.2f}×** (goal {op} {limit}): "
+                    f"{'met' if ok else 'NOT met'}"
+                )
+                return
+
+    check("fan-out deliveries/s, N=1000", OURS, REF, ">=", 1.0)
+    check("echo requests/s", OURS, REF, ">=", 0.5)
+    check("KB per idle connection", OURS, REF, "<=", 1.5)
+    for label in list(by_label):
+        if label.startswith("fan-out deliveries/s") or label.startswith("echo requests/s"):
+            check(label, OURS, PEER, ">=", 1.0)
+    return out
+
+
+def render(summary: dict) -> tuple[str, str]:
+    """Return (RESULTS.md text, a short console summary)."""
+    servers = summary["servers"]
+    names = list(servers)
+    rows = metrics(summary)
+    p = summary["params"]
+    m = summary["machine"]
+    v = summary["versions"]
+    lines: list[str] = []
+    add = lines.append
+    add("# Benchmark results")
+    add("")
+    add(
+        f"Run started {summary['started']}, {summary.get('wall_s', 0) / 60:.1f} min wall, "
+        "by `benchmarks/run.sh` (see the README's Benchmarks section for the method)."
+    )
+    add("")
+    add(
+        f"Machine: {m['cores']} × {m['cpu']} vCPU, {m['memory_gb']} GB, Linux {m['kernel']}; "
+        f"Node {v.get('node', '?')}, Python {v.get('ours:python', '?')}. Every server ran alone, "
+        f"pinned to core {p['server_cpu']}; the load generator ran pinned to core "
+        f"{p['client_cpu']}. The machine is shared with other work: repetitions in which "
+        f"something else took ≥ {p['max_interference']:.0f} % of a pinned core are left out "
+        "of the medians (see *reps used*)."
+    )
+    add("")
+    add("Servers, all with the same three handlers (`join`, `bcast`, `echo`, each acked):")
+    add("")
+    for name, info in servers.items():
+        add(f"- **{name}**: {info['label']}: `{Path(info['command'].split()[-1]).name}`")
+    add("")
+    add("## Headline: ratios to Node socket.io (= 1.00)")
+    add("")
+    add("Medians of the clean repetitions; the measured value is in brackets.")
+    add("")
+    add("| metric | better | " + " | ".join(names) + " |")
+    add("|---|---|" + "---|" * len(names))
+    for label, better, values in rows:
+        ref = values.get(REF)
+        cells = []
+        for s in names:
+            value = values.get(s)
+            r = ratio(value, ref)
+            digits = 0 if (value or 0) >= 100 else 2
+            cells.append("–" if r is None else f"**{r:.2f}** ({fmt(value, digits)})")
+        add(f"| {label} | {better} | " + " | ".join(cells) + " |")
+    add("")
+    add("### The issue's goals in this run")
+    add("")
+    lines.extend(goals(rows))
+    add("")
+
+    if summary["fanout"]:
+        add("## Fan-out: one room, one sender")
+        add("")
+        add(
+            "N subscribers join the room `bench`; a sender outside the room emits `bcast` "
+            f"with a {p['size']}-byte padding field and its send time, and the server emits "
+            "`msg` with the same object to the room. Each subscriber must get every message "
+            "exactly once and in order (*complete*). Latency is receive time minus send time "
+            "(same process, same clock). Per N: a warm-up, then the rate phase (an open loop "
+            f"offering {p['offered']:,} deliveries/s, the same for every server) and the flood "
+            "phase (the next `bcast` leaves when the previous one is acked; deliveries/s = "
+            "deliveries ÷ (first send → last delivery)), each repeated."
+        )
+        add("")
+        add(
+            "| N | server | flood deliveries/s (min–max) | ×node | flood p50 / p99 ms | "
+            "rate p50 / p99 ms | srv CPU % | loadgen CPU % | loadgen µs/delivery | complete "
+            "| reps used |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|---|")
+        for n, by_server in summary["fanout"].items():
+            ref = med(by_server.get(REF, {}).get("reps", {}).get("flood", []), "deliveries_per_s")
+            for s in names:
+                res = by_server.get(s)
+                if res is None:
+                    continue
+                if "reps" not in res:
+                    add(f"| {n} | {s} | error: {res.get('error')} | | | | | | | | |")
+                    continue
+                f, r = res["reps"]["flood"], res["reps"]["rate"]
+                d = med(f, "deliveries_per_s")
+                cpu = med(f, "loadgen_cpu")
+                per = (cpu / 100 * 1e6 / d) if (cpu and d) else None
+                complete = all(x["complete"] for x in f + r)
+                rr = ratio(d, ref)
+                add(
+                    f"| {n} | {s} | {fmt(d)} ({span(f, 'deliveries_per_s')}) | "
+                    f"{'–' if rr is None else f'{rr:.2f}'} | "
+                    f"{fmt(med(f, 'p50_ms'), 2)} / {fmt(med(f, 'p99_ms'), 2)} | "
+                    f"{fmt(med(r, 'p50_ms'), 2)} / {fmt(med(r, 'p99_ms'), 2)} | "
+                    f"{fmt(med(f, 'server_cpu'))} | {fmt(cpu)} | {fmt(per, 1)} | "
+                    f"{'yes' if complete else '**no**'} | {used(f)} + {used(r)} |"
+                )
+        add("")
+
+    if summary["echo"]:
+        add("## Echo round trip")
+        add("")
+        add(
+            f"{p['echo_clients']} clients, each in a closed loop: emit `echo` with a "
+            f"{p['size']}-byte payload, wait for the ack (checked to carry the payload back), "
+            f"repeat; 1 s warm-up, then {p['reps']} × {p['echo_duration']:.0f} s."
+        )
+        add("")
+        add(
+            "| server | requests/s (min–max) | ×node | p50 ms | p99 ms | srv CPU % | "
+            "loadgen CPU % | bad acks | reps used |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|")
+        ref = med(summary["echo"].get(REF, {}).get("reps", []), "requests_per_s")
+        for s in names:
+            res = summary["echo"].get(s)
+            if res is None:
+                continue
+            if "reps" not in res:
+                add(f"| {s} | error: {res.get('error')} | | | | | | | |")
+                continue
+            r = res["reps"]
+            d = med(r, "requests_per_s")
+            rr = ratio(d, ref)
+            add(
+                f"| {s} | {fmt(d)} ({span(r, 'requests_per_s')}) | "
+                f"{'–' if rr is None else f'{rr:.2f}'} | {fmt(med(r, 'p50_ms'), 2)} | "
+                f"{fmt(med(r, 'p99_ms'), 2)} | {fmt(med(r, 'server_cpu'))} | "
+                f"{fmt(med(r, 'loadgen_cpu'))} | {res['mismatches']} | {used(r)} |"
+            )
+        add("")
+
+    if summary["conns"]:
+        add("## Idle connections: memory and connect time")
+        add("")
+        add(
+            f"A fresh server per repetition. Baseline RSS (server process tree, `VmRSS`) is "
+            f"read after 10 clients echoed for 1 s and left, plus {p['settle']:.0f} s; then "
+            f"{p['conns']} websocket clients connect ({p['conn_concurrency']} handshakes in "
+            f"flight) and RSS is read {p['settle']:.0f} s after the last one; then "
+            f"{20} random clients echo to prove they are alive. "
+            f"KB/conn = (RSS@{p['conns']} − RSS@0) ÷ {p['conns']}."
+        )
+        add("")
+        add(
+            "| server | RSS @0 MB | RSS @N MB | KB/conn (per rep) | ×node | connect s | "
+            "conns/s | srv CPU % connecting | RSS after close MB | alive |"
+        )
+        add("|---|---|---|---|---|---|---|---|---|---|")
+        ref = med(summary["conns"].get(REF, []), "kb_per_conn")
+        for s in names:
+            reps = [r for r in summary["conns"].get(s, []) if "error" not in r]
+            if not reps:
+                continue
+            k = med(reps, "kb_per_conn")
+            rr = ratio(k, ref)
+            add(
+                f"| {s} | {fmt(med(reps, 'rss0_mb'), 1)} | {fmt(med(reps, 'rssn_mb'), 1)} | "
+                f"{fmt(k, 1)} ({', '.join(fmt(r['kb_per_conn'], 1) for r in reps)}) | "
+                f"{'–' if rr is None else f'{rr:.2f}'} | {fmt(med(reps, 'connect_s'), 2)} | "
+                f"{fmt(med(reps, 'conns_per_s'))} | {fmt(med(reps, 'server_cpu_connecting'))} | "
+                f"{fmt(med(reps, 'rss_after_mb'), 1)} | "
+                f"{'/'.join(str(r['alive']) for r in reps)} of {reps[0]['checked']} |"
+            )
+        add("")
+
+    add("## Smoke test with the official client")
+    add("")
+    add(
+        "Before measuring, each server is checked with the official socket.io-client "
+        "(`smoke.js`): echo over websocket, over polling and over polling upgraded to "
+        "websocket, then a room broadcast of 5 messages to 20 subscribers. The load "
+        "generator's own minimal client is used for the measurements because it costs "
+        "less CPU per delivery (see *loadgen µs/delivery*)."
+    )
+    add("")
+    for s, res in summary["smoke"].items():
+        add(f"- {s}: {'ok' if res.get('ok') else 'FAILED: ' + str(res.get('error'))}")
+    add("")
+    add("## Reload")
+    add("")
+    add(
+        "Room for `benchmarks/reload_bench.py` (restart latency of `wsio runserver`), "
+        "which is measured separately; its figures are not part of this run."
+    )
+    add("")
+    add("## Versions")
+    add("")
+    add("| component | version |")
+    add("|---|---|")
+    for key in sorted(v):
+        add(f"| {key} | {v[key]} |")
+    add("")
+    add("## Parameters")
+    add("")
+    add("```")
+    add(json.dumps({k: val for k, val in p.items()}, sort_keys=True))
+    add("```")
+    add("")
+
+    console = ["Headline (ratio to node, value):"]
+    for label, _, values in rows:
+        ref = values.get(REF)
+        parts = []
+        for s in names:
+            value = values.get(s)
+            r = ratio(value, ref)
+            parts.append(f"{s} {'–' if r is None else f'{r:.2f}x'} ({fmt(value, 2)})")
+        console.append(f"  {label}: " + ", ".join(parts))
+    console.append("Goals:")
+    console.extend("  " + g[2:].replace("**", "") for g in goals(rows))
+    return "\n".join(lines), "\n".join(console)
+
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parent
+    path = Path(sys.argv[1]) if len(sys.argv) > 1 else here / "results" / "latest" / "summary.json"
+    print(render(json.loads(path.read_text()))[0])

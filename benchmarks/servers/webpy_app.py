@@ -1,0 +1,52 @@
+"""This project's benchmark server: a web.py app with ``socketio_urls`` and
+the events API, served by ``SocketIOServer`` the way the README shows.
+
+Usage: python webpy_app.py PORT
+
+Request logging and the per-message log are off, as for the reference
+servers (``log=None``; their per-message logging is off by default).
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+import web  # noqa: E402
+
+from webpy_socketio import SocketIOServer, configure, on, socketio_urls  # noqa: E402
+
+configure(SOCKETIO_MESSAGE_LOG_FORMAT=None)
+
+urls = ("/", "Index") + socketio_urls
+
+
+class Index:
+    def GET(self):
+        return "webpy-socketio benchmark server"
+
+
+@on("join")
+def join(request, socket, context, channel):
+    socket.subscribe(channel)
+    return "ok"
+
+
+@on("bcast")
+def bcast(request, socket, context, data):
+    socket.broadcast_channel(data, data["room"], event="msg")
+    return "ok"
+
+
+@on("echo")
+def echo(request, socket, context, data):
+    return data
+
+
+app = web.application(urls, globals())
+
+if __name__ == "__main__":
+    port = int(sys.argv[1])
+    print(f"webpy-socketio on {port}", flush=True)
+    SocketIOServer(("127.0.0.1", port), app.wsgifunc(), log=None).serve_forever()
