@@ -1,0 +1,47 @@
+"""Settings of {{ cookiecutter.project_name }}.
+
+webpy-socketio reads the SOCKETIO_* names from this module (``settings`` is
+the default; ``WSIO_SETTINGS_MODULE=othermodule`` picks another). An unknown
+SOCKETIO_* name is an error, so a typo never passes silently. Uncomment a
+line to change its value; the values shown are the defaults.
+"""
+
+# Where `wsio runserver` (and `python app.py`) listen.
+# SOCKETIO_HOST = "127.0.0.1"
+SOCKETIO_PORT = {{ cookiecutter.port }}
+
+# One log line per message a client sends: %-format with the connect
+# request's WSGI environ keys plus TIME and MESSAGE. None turns it off.
+# SOCKETIO_MESSAGE_LOG_FORMAT = '%(REMOTE_ADDR)s - - [%(TIME)s] "Socket.IO message: %(MESSAGE)s"'
+
+# Which other origins may open sockets. None: same origin only (the safe
+# default). "*" for any, or a list such as ["https://example.com"].
+# SOCKETIO_CORS_ALLOWED_ORIGINS = None
+
+# Where browsers load the official socket.io client from. A copy at
+# static/socket.io.min.js is served instead when it exists (offline use).
+# SOCKETIO_CLIENT_URL = "https://cdn.socket.io/4.8.3/socket.io.min.js"
+# Integrity hash for a custom SOCKETIO_CLIENT_URL (the default URL carries
+# its own pinned hash).
+# SOCKETIO_CLIENT_INTEGRITY = None
+
+# The largest message a client may send, in bytes; a bigger one closes the
+# connection.
+# SOCKETIO_MAX_MESSAGE_BYTES = 100000
+
+# How many channels one socket may be in at a time.
+# SOCKETIO_MAX_CHANNELS_PER_SOCKET = 100
+
+# "redis://127.0.0.1:6379/0" to share broadcasts between several server
+# processes (pip install "webpy-socketio[redis]").
+# SOCKETIO_MESSAGE_QUEUE = None
+
+# Engine.IO heartbeat, in seconds. Behind a proxy, its read timeout must be
+# longer than their sum.
+# SOCKETIO_PING_INTERVAL = 25
+# SOCKETIO_PING_TIMEOUT = 20
+
+# Not a webpy-socketio setting: True shows web.py's debug pages, with
+# tracebacks and local variables, to whoever triggers an error. Development
+# only.
+DEBUG = False

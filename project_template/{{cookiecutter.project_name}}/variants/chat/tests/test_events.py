@@ -1,0 +1,85 @@
+"""The chat's Socket.IO handlers, driven by in-process test clients that
+speak the real protocol (no server, no browser)."""
+
+import pytest
+from webpy_socketio.testing import SocketIOTestClient
+
+import events  # noqa: F401  (registers the handlers)
+
+
+@pytest.fixture
+def join():
+    """join(name, room) -> a test client that joined ``room`` as ``name``."""
+    opened = []
+
+    def join(name, room="lobby"):
+        client = SocketIOTestClient(auth={"name": name})
+        opened.append(client)
+        assert client.connected, client.connect_error
+        assert client.subscribe("room-" + room) == {"ok": True}
+        return client
+
+    yield join
+    for client in opened:
+        client.disconnect()
+
+
+def of_type(messages, kind):
+    return [m for m in messages if m["type"] == kind]
+
+
+def test_a_message_reaches_everyone_in_the_room_and_nobody_else(join):
+    ada, bob = join("ada"), join("bob")
+    eve = join("eve", room="elsewhere")
+    for client in (ada, bob, eve):
+        client.get_messages()
+    assert ada.send({"room": "lobby", "text": "hello"}) == {"ok": True}
+    expected = [{"type": "chat", "name": "ada", "text": "hello"}]
+    assert ada.get_messages() == expected
+    assert bob.get_messages() == expected
+    assert eve.get_messages() == []
+
+
+def test_members_and_system_messages_follow_joins_and_leaves(join):
+    ada = join("ada")
+    assert of_type(ada.get_messages(), "members") == [{"type": "members", "members": ["ada"]}]
+    bob = join("bob")
+    messages = ada.get_messages()
+    assert {"type": "system", "text": "bob joined"} in messages
+    assert of_type(messages, "members")[-1]["members"] == ["ada", "bob"]
+    bob.disconnect()  # a closed tab
+    messages = ada.get_messages()
+    assert {"type": "system", "text": "bob left"} in messages
+    assert of_type(messages, "members")[-1]["members"] == ["ada"]
+
+
+def test_a_name_is_unique_per_room(join):
+    join("ada")
+    twin = SocketIOTestClient(auth={"name": "ADA"})
+    reply = twin.subscribe("room-lobby")
+    assert reply["ok"] is False and "taken" in reply["error"]
+    assert twin.subscribe("room-other") == {"ok": True}
+    twin.disconnect()
+
+
+@pytest.mark.parametrize("auth", [None, {}, {"name": ""}, {"name": "x" * 25}, {"name": 42}])
+def test_a_connection_without_a_usable_name_is_refused(auth):
+    client = SocketIOTestClient(auth=auth)
+    assert not client.connected
+    assert "Choose a name" in client.connect_error["message"]
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        ("just text", "Send {room, text}."),
+        ({"room": "other", "text": "hi"}, "Join the room first."),
+        ({"room": "lobby", "text": "   "}, "A message has 1 to 1000 characters."),
+        ({"room": "lobby", "text": "x" * 1001}, "A message has 1 to 1000 characters."),
+    ],
+)
+def test_bad_messages_are_refused_and_not_relayed(join, message, error):
+    ada, bob = join("ada"), join("bob")
+    bob.get_messages()
+    assert ada.send(message) == {"ok": False, "error": error}
+    assert bob.get_messages() == []
