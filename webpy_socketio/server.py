@@ -66,17 +66,15 @@ def check_monkey_patched() -> None:
 
 
 def websocket_handler_class() -> type[pywsgi.WSGIHandler]:
-    """The pywsgi handler that matches engine.io's websocket backend.
+    """The pywsgi handler that carries websockets.
 
-    engine.io uses gevent-websocket whenever it can import it, and that
-    backend needs its own handler class; otherwise it uses simple-websocket,
-    which works with the plain one.
+    It hands an upgraded connection to this package's websocket transport
+    (:mod:`webpy_socketio.websocket`) and sends no HTTP response after it,
+    whichever websocket library engine.io would pick by itself.
     """
-    try:
-        from geventwebsocket.handler import WebSocketHandler
-    except ImportError:
-        return pywsgi.WSGIHandler
-    return WebSocketHandler  # type: ignore[no-any-return]
+    from .websocket import WebSocketHandler
+
+    return WebSocketHandler
 
 
 def _enable_message_log(stream: Any) -> None:

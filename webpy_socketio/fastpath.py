@@ -1,0 +1,193 @@
+"""The engine's hot path: websocket packets go straight to the socket.
+
+python-socketio hands every packet for every recipient to engine.io, which
+puts it on the recipient's queue; a writer greenlet per connection wakes up,
+encodes it and passes it to the websocket library, which builds the frame.
+For a broadcast to N sockets that is N queue round trips, N encodings of
+the same bytes and N greenlet switches. Here:
+
+- :class:`Server` (a ``socketio.Server``) delivers engine.io packets to
+  websocket sockets itself, at the point where the manager hands them to
+  local sockets (``_send_eio_packet``). The manager builds one packet per
+  broadcast, so its frame bytes are encoded once, cached on the packet and
+  written to every recipient (server frames are unmasked, so they are the
+  same for all). This is also the path python-socketio's message-queue
+  managers (Redis) use for their local deliveries, so they get it too.
+- :class:`DirectSocket` (an engine.io socket) writes packets to its
+  websocket without the queue and the writer greenlet, once the connection
+  is a websocket; over long-polling it behaves exactly like engine.io's.
+  Its heartbeat waits in a timer instead of a sleeping greenlet.
+- :class:`EngineIOServer` swaps its sockets to :class:`DirectSocket` and
+  uses :class:`~webpy_socketio.websocket.EngineWebSocket` for the websocket
+  transport.
+
+Writes never block the sender: a client whose kernel buffer is full gets
+its frames queued, in order, and flushed by its own greenlet
+(:meth:`webpy_socketio.websocket.WebSocket.write`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import engineio
+import gevent
+import socketio
+from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
+from engineio.socket import Socket as EngineIOSocket
+
+from .websocket import EngineWebSocket, WebSocket, encode_message
+
+_NOOP = eio_packet.NOOP
+
+
+def frame_of(pkt: Any) -> bytes:
+    """The websocket frame bytes of an engine.io packet, encoded once and
+    kept on the packet (broadcasts reuse one packet for every recipient)."""
+    frame = pkt.__dict__.get("_wsio_frame")
+    if frame is None:
+        frame = pkt._wsio_frame = encode_message(pkt.encode())
+    return frame  # type: ignore[no-any-return]
+
+
+class DirectSocket(EngineIOSocket):
+    """An engine.io socket that writes straight to its websocket."""
+
+    #: the websocket once the connection uses it (None over long-polling)
+    direct: WebSocket | None = None
+
+    def send(self, pkt: Any) -> None:
+        ws = self.direct
+        if ws is None:
+            super().send(pkt)
+        elif self.check_ping_timeout():
+            ws.write(frame_of(pkt))
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        ws = self.direct
+        if ws is None:
+            super().close(wait=wait, abort=abort, reason=reason)
+            return
+        if self.closed or self.closing:
+            return
+        self.closing = True
+        self.server._trigger_event(
+            "disconnect", self.sid, reason or self.server.reason.SERVER_DISCONNECT, run_async=False
+        )
+        if not abort:
+            ws.write(frame_of(eio_packet.Packet(eio_packet.CLOSE)))
+        self.closed = True
+        ws.close()
+        if wait:
+            ws.flush(5)
+
+    def schedule_ping(self) -> None:
+        # engine.io sleeps in a greenlet per connection between pings; a
+        # timer holds no stack while it waits
+        if self.last_ping:
+            self.last_ping = None
+            gevent.spawn_later(self.server.ping_interval, self._ping_due)
+
+    def _ping_due(self) -> None:
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            self.send(eio_packet.Packet(eio_packet.PING))
+
+    def _websocket_handler(self, ws: Any) -> Any:
+        if not isinstance(ws, EngineWebSocket) or ws.ws is None:
+            return super()._websocket_handler(ws)
+        conn = ws.ws
+        if self.connected:
+            # an upgrade from long-polling: the probe exchange, then the
+            # UPGRADE packet (Engine.IO v4)
+            self.upgrading = True
+            if conn.receive() != "2probe":
+                self.upgrading = False
+                return []
+            conn.send("3probe")
+            self.queue.put(eio_packet.Packet(_NOOP))  # ends the pending poll
+            if conn.receive() != "5":
+                self.upgrading = False
+                return []
+            self.upgraded = True
+            self.upgrading = False
+        else:
+            self.connected = True
+            self.upgraded = True
+        # what was queued for polling (the OPEN packet, or sends made during
+        # the upgrade) goes first, then packets go straight to the socket;
+        # nothing can run in between, as no write here waits
+        closing = False
+        while True:
+            try:
+                pkt = self.queue.get(block=False)
+            except self.server.get_queue_empty_exception():
+                break
+            self.queue.task_done()
+            if pkt is None:
+                closing = True
+                break
+            if pkt.packet_type != _NOOP:
+                conn.write(frame_of(pkt))
+        self.direct = conn
+        if closing or self.closed:
+            return []
+        self._read_loop(conn)
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _read_loop(self, conn: WebSocket) -> None:
+        receive = self.receive
+        Packet = eio_packet.Packet
+        while True:
+            data = conn.receive()
+            if data is None or self.closed:
+                return
+            try:
+                receive(Packet(encoded_packet=data))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                return
+            except Exception:
+                self.server.logger.exception("error handling a websocket packet")
+                return
+
+
+class EngineIOServer(engineio.Server):
+    """engine.io's server with :class:`DirectSocket` sockets and this
+    package's websocket transport."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        fallback = self._async.get("websocket")
+        transport = type("EngineWebSocket", (EngineWebSocket,), {"fallback": fallback})
+        # a copy: the dict is engine.io's module-wide table for gevent
+        self._async = dict(self._async, websocket=transport)
+
+    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "connect":
+            # engine.io has just created the socket and calls this before it
+            # sends or receives anything on it
+            sock = self.sockets.get(args[0])
+            if sock is not None and type(sock) is EngineIOSocket:
+                sock.__class__ = DirectSocket
+        return super()._trigger_event(event, *args, **kwargs)
+
+
+class Server(socketio.Server):
+    """python-socketio's server on :class:`EngineIOServer`, delivering
+    packets to websocket sockets directly."""
+
+    def _engineio_server_class(self) -> type:
+        return EngineIOServer
+
+    def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
+        sock = self.eio.sockets.get(eio_sid)
+        ws = getattr(sock, "direct", None)
+        if ws is not None and not sock.closed:
+            ws.write(frame_of(eio_pkt))
+        else:
+            self.eio.send_packet(eio_sid, eio_pkt)

@@ -1,0 +1,489 @@
+"""A lean server-side WebSocket (RFC 6455) on gevent sockets, for the
+engine's websocket transport.
+
+engine.io's stock gevent transport goes through simple-websocket and
+wsproto, which run one extra greenlet per connection and build every frame
+in Python objects. Here the connection's own request greenlet reads frames,
+and writes go straight to the non-blocking socket: a frame is only queued
+(and a short-lived greenlet started to flush it) when the kernel's send
+buffer is full, so a slow client never holds up anybody else and its own
+frames stay in order.
+
+Three pieces:
+
+- :class:`WebSocketHandler`, the ``gevent.pywsgi`` handler that
+  :class:`~webpy_socketio.server.SocketIOServer` uses. It hands the raw
+  connection to the transport and sends no HTTP response of its own once
+  the connection is upgraded.
+- :class:`WebSocket`, one upgraded connection: framing, fragmentation,
+  ping/pong, the close handshake, UTF-8 checks and the size limit (checked
+  from the frame header, before any of a too large frame is buffered).
+- :class:`EngineWebSocket`, the class engine.io instantiates for its
+  websocket transport (``(handler, server)`` then ``(environ,
+  start_response)``). Under a server that is not ours (no raw connection in
+  the environ) it falls back to engine.io's own transport.
+
+No extensions are negotiated (no permessage-deflate), like Node
+socket.io's default.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+from gevent import pywsgi
+
+#: environ key under which :class:`WebSocketHandler` offers itself.
+HANDLER_KEY = "webpy_socketio.handler"
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_NO_STATUS = 1005
+CLOSE_INVALID_DATA = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+#: Bytes a client may leave unread before it is disconnected: the kernel's
+#: buffers are full and this much more is queued in the process.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+#: Seconds to wait for the client's answer to our close frame.
+CLOSE_TIMEOUT = 3.0
+
+_READ_SIZE = 65536
+
+
+class ProtocolError(Exception):
+    """The peer broke RFC 6455; ``code`` is the close code to send."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class ConnectionClosed(Exception):
+    """The connection is closed (or closing) and gives no more messages."""
+
+
+def accept_key(key: str) -> str:
+    """The ``Sec-WebSocket-Accept`` value for a client's key."""
+    digest = hashlib.sha1(key.encode("ascii") + GUID).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def encode_frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+    """A server frame: never masked, so the bytes for one message are the
+    same for every recipient."""
+    first = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
+
+
+def encode_message(message: str | bytes) -> bytes:
+    """One whole message as a frame: text for str, binary for bytes."""
+    if isinstance(message, str):
+        return encode_frame(OP_TEXT, message.encode("utf-8"))
+    return encode_frame(OP_BINARY, bytes(message))
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte ``mask``, repeated."""
+    n = len(payload)
+    if not n:
+        return b""
+    # one big-integer XOR runs in C, much faster than a byte loop
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
+        n, "little"
+    )
+
+
+def _valid_close_code(code: int) -> bool:
+    if 1000 <= code <= 1014:
+        return code not in (1004, 1005, 1006)
+    return 3000 <= code <= 4999
+
+
+class WebSocket:
+    """One upgraded connection, server side.
+
+    :param sock: the gevent socket, already past the HTTP handshake.
+    :param max_message_size: a callable returning the largest message
+        accepted, in bytes (read per message, so a live settings change
+        applies); a bigger one closes the connection with 1009.
+    :param timeout: seconds without any data from the client before the
+        connection is considered dead (None: no limit).
+    """
+
+    def __init__(
+        self,
+        sock: Any,
+        max_message_size: Callable[[], int] | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.sock = sock
+        # the non-blocking OS socket under gevent's wrapper, for writes that
+        # must never switch greenlets
+        self._raw = getattr(sock, "_sock", sock)
+        self._limit = max_message_size
+        self._buf = b""
+        self._pos = 0
+        self._pending: deque[bytes] | None = None
+        self._pending_bytes = 0
+        self._flusher: gevent.Greenlet | None = None
+        #: the close code we sent, once we did
+        self.close_sent: int | None = None
+        #: the close code the client sent, once it did
+        self.close_received: int | None = None
+        self.broken = False
+        #: set by the owner once it stopped reading and the socket is released
+        self.finished = False
+        sock.settimeout(timeout)
+
+    # -- writing ----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.close_sent is not None or self.broken
+
+    def write(self, data: bytes) -> None:
+        """Write encoded frame bytes now if the kernel takes them, else queue
+        them behind what is already waiting (order is kept)."""
+        if self.closed:
+            return
+        if self._pending is not None:
+            self._queue(data)
+            return
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._abort()
+            return
+        if sent < len(data):
+            self._pending = deque()
+            self._queue(data[sent:])
+            self._flusher = gevent.spawn(self._flush)
+
+    def _queue(self, data: bytes) -> None:
+        assert self._pending is not None
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes > MAX_PENDING_BYTES:
+            # the client reads far slower than we write: let it go rather
+            # than buffer without limit
+            self._abort()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        try:
+            while pending:
+                chunk = b"".join(pending)
+                pending.clear()
+                self._pending_bytes = 0
+                self.sock.sendall(chunk)
+        except OSError:
+            self._abort()
+        finally:
+            self._pending = None
+            self._pending_bytes = 0
+            self._flusher = None
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait (at most ``timeout`` seconds) until queued bytes are written."""
+        flusher = self._flusher
+        if flusher is not None and flusher is not gevent.getcurrent():
+            flusher.join(timeout)
+
+    def send(self, message: str | bytes) -> None:
+        """Send one message: a text frame for str, binary for bytes."""
+        self.write(encode_message(message))
+
+    def ping(self, payload: bytes = b"") -> None:
+        self.write(encode_frame(OP_PING, payload))
+
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Start the close handshake: send a close frame after whatever is
+        queued. :meth:`receive` then returns None once the client answers
+        (or after :data:`CLOSE_TIMEOUT`)."""
+        if self.closed:
+            return
+        payload = b"" if code == CLOSE_NO_STATUS else struct.pack("!H", code)
+        self.write(encode_frame(OP_CLOSE, payload + reason.encode("utf-8")[:120]))
+        self.close_sent = code
+        if self.sock.timeout is None or self.sock.timeout > CLOSE_TIMEOUT:
+            self.sock.settimeout(CLOSE_TIMEOUT)
+        # a reader already blocked in recv() keeps its old timeout, so make
+        # sure a client that never answers is dropped anyway
+        gevent.spawn_later(CLOSE_TIMEOUT, self._expire)
+
+    def _expire(self) -> None:
+        if not self.finished:
+            self._abort()
+
+    def _abort(self) -> None:
+        """Drop the connection without a handshake (it is broken or the
+        client stopped reading); the reader then sees the end of the stream."""
+        if self.broken:
+            return
+        self.broken = True
+        if self._pending is not None:
+            self._pending.clear()
+        try:
+            self._raw.shutdown(2)  # SHUT_RDWR wakes a greenlet blocked in recv
+        except OSError:
+            pass
+
+    # -- reading ----------------------------------------------------------
+
+    def _fill(self, n: int) -> None:
+        """Make at least ``n`` unread bytes available."""
+        while len(self._buf) - self._pos < n:
+            data = self.sock.recv(max(_READ_SIZE, n))
+            if not data:
+                raise ConnectionClosed("the client closed the connection")
+            if self._pos >= len(self._buf):
+                self._buf, self._pos = data, 0
+            else:
+                self._buf = self._buf[self._pos :] + data
+                self._pos = 0
+
+    def _take(self, n: int) -> bytes:
+        self._fill(n)
+        start = self._pos
+        self._pos = start + n
+        return self._buf[start : start + n]
+
+    def _read_frame(self, limit: int | None, already: int) -> tuple[bool, int, bytes]:
+        """Read one frame; return (fin, opcode, unmasked payload)."""
+        head = self._take(2)
+        b0, b1 = head[0], head[1]
+        fin = bool(b0 & 0x80)
+        opcode = b0 & 0x0F
+        if b0 & 0x70:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "reserved bits set without an extension")
+        if not b1 & 0x80:
+            raise ProtocolError(CLOSE_PROTOCOL_ERROR, "client frames must be masked")
+        length = b1 & 0x7F
+        if length == 126:
+            (length,) = struct.unpack("!H", self._take(2))
+        elif length == 127:
+            (length,) = struct.unpack("!Q", self._take(8))
+            if length >> 63:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "frame length out of range")
+        if opcode >= 0x8:
+            if not fin or length > 125:
+                raise ProtocolError(CLOSE_PROTOCOL_ERROR, "bad control frame")
+        elif limit is not None and already + length > limit:
+            # refuse before reading (and buffering) the payload
+            raise ProtocolError(CLOSE_TOO_BIG, "message too big")
+        mask = self._take(4)
+        return fin, opcode, unmask(self._take(length), mask)
+
+    def receive(self) -> str | bytes | None:
+        """The next whole message (str for text, bytes for binary), or None
+        once the connection is closed. Pings are answered here."""
+        fragments: list[bytes] | None = None
+        message_opcode = 0
+        size = 0
+        try:
+            while True:
+                limit = self._limit() if self._limit is not None else None
+                fin, opcode, payload = self._read_frame(limit, size)
+                if opcode == OP_PING:
+                    if not self.closed:
+                        self.write(encode_frame(OP_PONG, payload))
+                    continue
+                if opcode == OP_PONG:
+                    continue
+                if opcode == OP_CLOSE:
+                    self._closed_by_client(payload)
+                    return None
+                if self.close_sent is not None:
+                    continue  # data after our close frame is discarded
+                if opcode == OP_CONT:
+                    if fragments is None:
+                        raise ProtocolError(CLOSE_PROTOCOL_ERROR, "continuation of nothing")
+                elif opcode in (OP_TEXT, OP_BINARY):
+                    if fragments is not None:
+                        raise ProtocolError(CLOSE_PROTOCOL_ERROR, "new message inside a message")
+                    message_opcode = opcode
+                    if fin:
+                        return self._message(opcode, payload)
+                    fragments = []
+                else:
+                    raise ProtocolError(CLOSE_PROTOCOL_ERROR, f"unknown opcode {opcode}")
+                fragments.append(payload)
+                size += len(payload)
+                if fin:
+                    return self._message(message_opcode, b"".join(fragments))
+        except ProtocolError as exc:
+            self.close(exc.code, exc.reason)
+            return None
+        except (ConnectionClosed, OSError):
+            # a dead or vanished client (including a read timeout)
+            self.broken = True
+            return None
+
+    def _message(self, opcode: int, payload: bytes) -> str | bytes:
+        if opcode == OP_BINARY:
+            return payload
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(CLOSE_INVALID_DATA, "text message is not UTF-8") from None
+
+    def _closed_by_client(self, payload: bytes) -> None:
+        code = CLOSE_NO_STATUS
+        if len(payload) == 1:
+            code = CLOSE_PROTOCOL_ERROR
+        elif len(payload) >= 2:
+            (code,) = struct.unpack("!H", payload[:2])
+            if not _valid_close_code(code):
+                code = CLOSE_PROTOCOL_ERROR
+            else:
+                try:
+                    payload[2:].decode("utf-8")
+                except UnicodeDecodeError:
+                    code = CLOSE_INVALID_DATA
+        self.close_received = code
+        # answer with the same code (RFC 6455 5.5.1), or with the error
+        self.close(CLOSE_NORMAL if code == CLOSE_NO_STATUS else code)
+
+
+class WebSocketHandler(pywsgi.WSGIHandler):
+    """The pywsgi handler of :class:`~webpy_socketio.server.SocketIOServer`.
+
+    For an upgrade request it puts itself in the environ, so the websocket
+    transport can take the raw connection; once it has, no HTTP response is
+    written after the application returns (the connection is a websocket,
+    then closed).
+    """
+
+    upgraded = False
+
+    def run_application(self) -> None:
+        if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            self.environ[HANDLER_KEY] = self
+        super().run_application()
+
+    def process_result(self) -> None:
+        if self.upgraded:
+            self.close_connection = True
+            return
+        super().process_result()
+
+    def take_over(self, headers: list[tuple[str, str]]) -> Any:
+        """Write the 101 response and return the raw gevent socket."""
+        lines = ["HTTP/1.1 101 Switching Protocols"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        self.socket.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.upgraded = True
+        self.status = "101 Switching Protocols"
+        self.close_connection = True
+        return self.socket
+
+
+def handshake_error(environ: dict[str, Any]) -> str | None:
+    """Why the upgrade request is not a valid RFC 6455 handshake, or None."""
+    if environ.get("REQUEST_METHOD") != "GET":
+        return "websocket upgrades must be GET requests"
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return "missing Upgrade: websocket"
+    if "upgrade" not in environ.get("HTTP_CONNECTION", "").lower():
+        return "missing Connection: upgrade"
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
+        return "unsupported Sec-WebSocket-Version (13 is required)"
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            raise ValueError
+    except ValueError:
+        return "bad Sec-WebSocket-Key"
+    return None
+
+
+class EngineWebSocket:
+    """engine.io's websocket class: ``EngineWebSocket(app, server)(environ,
+    start_response)`` upgrades the connection and calls ``app(self)``,
+    which uses :meth:`send`, :meth:`wait` and :meth:`close`.
+
+    :param app: engine.io's per-socket websocket handler.
+    :param server: the ``engineio.Server``; its ``max_http_buffer_size``
+        is the message size limit and its heartbeat sets the read timeout.
+    """
+
+    #: engine.io's own transport, used under servers that are not ours
+    fallback: Any = None
+
+    def __init__(self, app: Callable[[Any], Any], server: Any) -> None:
+        self.app = app
+        self.server = server
+        self.ws: WebSocket | None = None
+        self.environ: dict[str, Any] = {}
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        handler = environ.get(HANDLER_KEY)
+        if not isinstance(handler, WebSocketHandler):
+            if self.fallback is None:
+                start_response("400 Bad Request", [("Content-Type", "text/plain")])
+                return [b"websocket is not available on this server"]
+            return self.fallback(self.app, self.server)(environ, start_response)
+        problem = handshake_error(environ)
+        if problem is not None:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [problem.encode()]
+        sock = handler.take_over(
+            [
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Accept", accept_key(environ["HTTP_SEC_WEBSOCKET_KEY"])),
+            ]
+        )
+        server = self.server
+        self.environ = environ
+        self.ws = WebSocket(
+            sock,
+            max_message_size=lambda: server.max_http_buffer_size,
+            timeout=server.ping_interval + server.ping_timeout,
+        )
+        try:
+            return self.app(self)
+        finally:
+            # whatever happened, tell the client (if it can still hear us)
+            # and give it a moment to take what is queued
+            self.ws.close(CLOSE_GOING_AWAY)
+            self.ws.flush(CLOSE_TIMEOUT)
+            self.ws.finished = True
+
+    # -- the interface engine.io's handler uses -----------------------------
+
+    def send(self, message: str | bytes) -> None:
+        assert self.ws is not None
+        if self.ws.closed:
+            raise OSError("websocket closed")
+        self.ws.send(message)
+
+    def wait(self) -> str | bytes | None:
+        assert self.ws is not None
+        return self.ws.receive()
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
