@@ -58,9 +58,12 @@
 
   joinForm.addEventListener("submit", function (event) {
     event.preventDefault();
+    if (socket) { return; }
     $("join-error").textContent = "";
     room = joinForm.elements.room.value.trim();
     var name = joinForm.elements.name.value.trim();
+    $("messages").replaceChildren();
+    $("members").replaceChildren();
     socket = io({ auth: { name: name } });
     socket.on("connect_error", function (err) {
       $("join-error").textContent = err.message;
@@ -74,7 +77,6 @@
           return;
         }
         $("room-name").textContent = room;
-        $("messages").replaceChildren();
         show(true);
       });
     });

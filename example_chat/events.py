@@ -1,0 +1,135 @@
+"""Socket.IO handlers of the chat demo; app.py imports this module.
+
+Channels:
+
+- ``room-<id>``: a chat room. The page connects with
+  ``io({auth: {name}})`` and subscribes; the name must be free in that room.
+  It then sends ``{"room": id, "text": ...}`` messages.
+- ``lobby``: the rooms list page, kept up to date with member counts.
+
+Every message the server sends has a ``type``: ``history``, ``chat``,
+``system``, ``notice``, ``members`` or ``rooms``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from webpy_socketio import Denied
+from webpy_socketio.events import on_connect, on_message, on_subscribe, on_unsubscribe
+
+import model
+
+MAX_NAME = 24
+MAX_TEXT = 1000
+LOBBY = "lobby"
+ROOM_CHANNEL = re.compile(r"^room-(\d{1,9})$")
+
+
+def clean_text(value: Any, limit: int) -> str | None:
+    """``value`` stripped, or None unless it is a string of 1 to ``limit``
+    printable characters."""
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value or len(value) > limit or not value.isprintable():
+        return None
+    return value
+
+
+def room_channel(room_id: int) -> str:
+    return f"room-{room_id}"
+
+
+def members_message(room_id: int) -> dict[str, Any]:
+    return {"type": "members", "members": model.members(room_id)}
+
+
+def rooms_message() -> dict[str, Any]:
+    return {
+        "type": "rooms",
+        "rooms": [{"id": r.id, "name": r.name, "members": r.members} for r in model.rooms()],
+    }
+
+
+def _room_id(channel: str) -> int | None:
+    match = ROOM_CHANNEL.match(channel)
+    return int(match.group(1)) if match else None
+
+
+@on_connect
+def remember_name(request, socket, context):
+    # the rooms list page connects without a name; a room needs one
+    auth = request.auth if isinstance(request.auth, dict) else {}
+    if auth.get("name") is None:
+        context["name"] = None
+        return
+    name = clean_text(auth["name"], MAX_NAME)
+    if name is None:
+        raise Denied(f"Choose a name of 1 to {MAX_NAME} characters.")
+    context["name"] = name
+
+
+@on_subscribe
+def known_channels_only(request, socket, context, channel):
+    if channel != LOBBY and _room_id(channel) is None:
+        raise Denied("There is no such channel.")
+
+
+@on_subscribe(channel=f"^{LOBBY}$")
+def watch_rooms(request, socket, context, channel):
+    socket.send(rooms_message())
+
+
+@on_subscribe(channel="^room-")
+def join(request, socket, context, channel):
+    room_id = _room_id(channel)
+    if room_id is None or model.room(room_id) is None:
+        raise Denied("There is no such room.")
+    name = context.get("name")
+    if name is None:
+        raise Denied("Choose a name before you join.")
+    try:
+        model.add_member(room_id, name, socket.session_id)
+    except model.NameTaken:
+        raise Denied(f"Someone called {name} is already here; choose another name.") from None
+    # the socket enters the channel once every handler agreed, so the
+    # newcomer gets its copies through send_and_broadcast_channel's own send
+    socket.send({"type": "history", "messages": model.recent_messages(room_id)})
+    socket.send_and_broadcast_channel(
+        model.add_message(room_id, "system", f"{name} joined"), channel
+    )
+    socket.send_and_broadcast_channel(members_message(room_id), channel)
+    socket.broadcast_channel(rooms_message(), LOBBY)
+
+
+@on_unsubscribe(channel="^room-")
+def leave(request, socket, context, channel):
+    # also runs for each channel of a socket that disconnects: a closed tab
+    room_id = _room_id(channel)
+    if room_id is None:
+        return
+    name = model.remove_member(room_id, socket.session_id)
+    if name is None:
+        return
+    socket.broadcast_channel(model.add_message(room_id, "system", f"{name} left"), channel)
+    socket.broadcast_channel(members_message(room_id), channel)
+    socket.broadcast_channel(rooms_message(), LOBBY)
+
+
+@on_message(channel="^room-")
+def say(request, socket, context, message):
+    if not isinstance(message, dict):
+        return {"ok": False, "error": "Send {room, text}."}
+    room = message.get("room")
+    channel = room_channel(room) if isinstance(room, int) else None
+    if channel is None or channel not in socket.channels:
+        return {"ok": False, "error": "Join the room first."}
+    text = clean_text(message.get("text"), MAX_TEXT)
+    if text is None:
+        return {"ok": False, "error": f"A message has 1 to {MAX_TEXT} characters."}
+    socket.send_and_broadcast_channel(
+        model.add_message(room, "chat", text, context["name"]), channel
+    )
+    return {"ok": True}

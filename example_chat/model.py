@@ -1,0 +1,168 @@
+"""The chat's data: rooms, messages and who is in which room, in SQLite
+through ``web.database``.
+
+The database file and its tables are created on first use; there is no
+setup step. Members are the sockets connected to this server process, so
+:func:`setup` empties that table when a new process starts: whoever was
+listed there was connected to a process that is gone.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sqlite3
+from typing import Any
+
+import web
+
+import settings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS rooms (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        created TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS messages (
+        id INTEGER PRIMARY KEY,
+        room_id INTEGER NOT NULL REFERENCES rooms (id),
+        kind TEXT NOT NULL,
+        name TEXT,
+        text TEXT NOT NULL,
+        created TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_id, id)",
+    # the primary key makes a name unique per room, whatever its case
+    """CREATE TABLE IF NOT EXISTS members (
+        room_id INTEGER NOT NULL REFERENCES rooms (id),
+        name TEXT NOT NULL COLLATE NOCASE,
+        session_id TEXT NOT NULL,
+        joined TEXT NOT NULL,
+        PRIMARY KEY (room_id, name)
+    )""",
+)
+FIRST_ROOMS = ("General", "Random")
+
+db = web.database(dbn="sqlite", db=os.path.join(HERE, settings.CHAT_DATABASE))
+db.printing = False  # web.py would print every query in debug mode
+
+
+class NameTaken(Exception):
+    """Raised when a name is already in use in a room."""
+
+
+class RoomExists(Exception):
+    """Raised when a room of the same name (ignoring case) exists."""
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def setup() -> None:
+    """Create the tables and the first rooms if needed; forget the members
+    of previous server processes."""
+    for statement in SCHEMA:
+        db.query(statement)
+    if not list(db.select("rooms", what="id", limit=1)):
+        for name in FIRST_ROOMS:
+            db.insert("rooms", name=name, created=now())
+    db.delete("members", where="1 = 1")
+
+
+# -- rooms ---------------------------------------------------------------------------
+
+
+def rooms() -> list[Any]:
+    """Every room with its member count, oldest first."""
+    return list(
+        db.query(
+            "SELECT rooms.id, rooms.name, COUNT(members.name) AS members FROM rooms"
+            " LEFT JOIN members ON members.room_id = rooms.id"
+            " GROUP BY rooms.id ORDER BY rooms.id"
+        )
+    )
+
+
+def room(room_id: int) -> Any:
+    """The room ``room_id``, or None."""
+    found = list(db.select("rooms", where="id = $room_id", vars={"room_id": room_id}))
+    return found[0] if found else None
+
+
+def create_room(name: str) -> int:
+    """Create a room; return its id.
+
+    :raises RoomExists: when the name is taken.
+    """
+    try:
+        return int(db.insert("rooms", name=name, created=now()))
+    except sqlite3.IntegrityError:
+        raise RoomExists(name) from None
+
+
+# -- messages ------------------------------------------------------------------------
+
+
+def add_message(room_id: int, kind: str, text: str, name: str | None = None) -> dict[str, Any]:
+    """Store a message (``kind`` is chat, system or notice); return it as
+    the page receives it."""
+    created = now()
+    db.insert("messages", room_id=room_id, kind=kind, name=name, text=text, created=created)
+    return wire(kind, text, name, created)
+
+
+def wire(kind: str, text: str, name: str | None, created: str) -> dict[str, Any]:
+    message = {"type": kind, "text": text, "time": created}
+    if name is not None:
+        message["name"] = name
+    return message
+
+
+def recent_messages(room_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    """The room's last ``limit`` messages, oldest first."""
+    rows = db.select(
+        "messages",
+        where="room_id = $room_id",
+        vars={"room_id": room_id},
+        order="id DESC",
+        limit=limit,
+    )
+    return [wire(r.kind, r.text, r.name, r.created) for r in reversed(list(rows))]
+
+
+# -- members -------------------------------------------------------------------------
+
+
+def add_member(room_id: int, name: str, session_id: str) -> None:
+    """:raises NameTaken: when ``name`` is in use in the room."""
+    try:
+        db.insert("members", room_id=room_id, name=name, session_id=session_id, joined=now())
+    except sqlite3.IntegrityError:
+        raise NameTaken(name) from None
+
+
+def remove_member(room_id: int, session_id: str) -> str | None:
+    """Remove the socket's membership; return the name it had, or None."""
+    where = "room_id = $room_id AND session_id = $session_id"
+    names = [
+        r.name
+        for r in db.select(
+            "members", where=where, vars={"room_id": room_id, "session_id": session_id}
+        )
+    ]
+    if not names:
+        return None
+    db.delete("members", where=where, vars={"room_id": room_id, "session_id": session_id})
+    return str(names[0])
+
+
+def members(room_id: int) -> list[str]:
+    """Names in the room, in the order they joined."""
+    rows = db.select(
+        "members", where="room_id = $room_id", vars={"room_id": room_id}, order="joined, rowid"
+    )
+    return [r.name for r in rows]
