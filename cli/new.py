@@ -206,7 +206,7 @@ def render(
     return target
 
 
-@click.command()
+@click.command(short_help="Create a project: a web.py app with realtime websockets.")
 @click.argument("name", callback=_check_name)
 @click.option(
     "--directory",
