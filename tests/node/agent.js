@@ -39,6 +39,12 @@ function withTimeout(promise, ms, what) {
 
 function connect(cmd) {
   const options = Object.assign({ forceNew: true, reconnection: false }, cmd.options || {});
+  if (options.localAddress && !options.agent) {
+    // the websocket transport binds localAddress itself; the polling XHR
+    // ignores it but uses an http(s) agent bound to that source address
+    const mod = cmd.url.startsWith("https:") ? require("https") : require("http");
+    options.agent = new mod.Agent({ localAddress: options.localAddress });
+  }
   const socket = io(cmd.url, options);
   clients.set(cmd.client, socket);
   socket.onAny((event, ...args) => out({ client: cmd.client, event, args }));
