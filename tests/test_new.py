@@ -86,6 +86,24 @@ def test_help_and_new_help_import_nothing_heavy():
     assert [m for m in heavy if m in loaded] == []
 
 
+def test_shell_completion_offers_the_command_and_its_options():
+    wsio = Path(sys.executable).parent / "wsio"
+
+    def complete(words: str) -> list[str]:
+        env = {
+            **os.environ,
+            "_WSIO_COMPLETE": "bash_complete",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split()) - 1),
+        }
+        result = subprocess.run([wsio], env=env, capture_output=True, text=True, timeout=60)
+        return result.stdout.split()
+
+    assert "plain,new" in complete("wsio ne")
+    assert complete("wsio new x --te") == ["plain,--template"]
+    assert "plain,minimal" in complete("wsio new x --template m")
+
+
 # -- rendering -----------------------------------------------------------------------
 
 
