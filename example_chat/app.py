@@ -76,13 +76,24 @@ def security_headers(handler):
     return handler()
 
 
+def _hostname(host_header: str) -> str:
+    return (urlsplit("//" + host_header).hostname or "") if host_header else ""
+
+
 def same_origin_posts(handler):
     # a form posted from another site (cross-site request forgery) carries
-    # that site's Origin; browsers always send Origin with a POST
+    # that site's Origin; browsers always send Origin with a POST. Only host
+    # names are compared: behind a proxy that ends TLS, the scheme and port
+    # the browser used differ from the ones this server sees.
     if web.ctx.method == "POST":
         origin = web.ctx.env.get("HTTP_ORIGIN")
-        if origin is not None and origin != web.ctx.homedomain:
-            raise web.forbidden("Forms can only be posted from this site.")
+        if origin is not None:
+            ours = {
+                _hostname(web.ctx.env.get(name, ""))
+                for name in ("HTTP_HOST", "HTTP_X_FORWARDED_HOST")
+            }
+            if (urlsplit(origin).hostname or "") not in ours - {""}:
+                raise web.forbidden("Forms can only be posted from this site.")
     return handler()
 
 

@@ -259,7 +259,13 @@ def test_forms_posted_from_another_site_are_refused(chat):
     status, _, _ = chat.request("/", data={"name": name}, headers={"Origin": "https://evil.test"})
     assert status == 403
     assert name not in chat.request("/")[2]
+    status, _, _ = chat.request("/", data={"name": name}, headers={"Origin": "null"})
+    assert status == 403
     status, _, _ = chat.request("/", data={"name": name}, headers={"Origin": chat.url})
+    assert status == 303
+    # behind a proxy that ends TLS: the browser's origin is the public one
+    proxied = {"Origin": "https://chat.example", "X-Forwarded-Host": "chat.example"}
+    status, _, _ = chat.request("/", data={"name": unique("Proxied ")}, headers=proxied)
     assert status == 303
 
 
