@@ -4,6 +4,7 @@ command refuses bad input without leaving anything behind."""
 
 from __future__ import annotations
 
+import compileall
 import ctypes
 import json
 import os
@@ -188,9 +189,14 @@ def test_the_rendered_projects_own_tests_pass(runner, tmp_path, variant):
 def test_plain_cookiecutter_renders_the_template(tmp_path):
     command = Path(sys.executable).parent / "cookiecutter"
     assert command.is_file()
+    # as pip installs it: with every .py file byte-compiled
+    template = tmp_path / "template"
+    shutil.copytree(template_dir(), template)
+    assert compileall.compile_dir(template, quiet=1, force=True)
+    assert list(template.rglob("__pycache__"))
     env = {**os.environ, "HOME": str(tmp_path / "home")}
     out = tmp_path / "out"
-    args = [str(command), "--no-input", str(template_dir()), "-o", str(out)]
+    args = [str(command), "--no-input", str(template), "-o", str(out)]
     result = subprocess.run(
         [*args, "project_name=plainchat", "variant=minimal", "port=9001"],
         env=env,
