@@ -76,3 +76,10 @@ def test_wheel_installs_and_imports_from_another_directory(wheel, tmp_path):
         [wsio, "--version"], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.startswith("wsio, version "), result.stderr
+    # the template ships in the wheel, dotfiles included, and renders from it
+    result = subprocess.run(
+        [wsio, "new", "smoke"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    for name in ("app.py", "events.py", "settings.py", ".gitignore", "templates"):
+        assert (tmp_path / "smoke" / name).exists(), name
