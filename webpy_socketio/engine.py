@@ -25,32 +25,15 @@ def _cors(value: Any) -> Any:
 
 def client_manager(url: str | None, write_only: bool = False) -> Any:
     """The python-socketio manager for a message queue URL (None: in-memory,
-    this process only).
+    this process only). Redis URLs get :class:`~.messagequeue.RedisQueue`.
 
     :raises ImproperlyConfigured: when the queue's client library is missing.
     """
-    import socketio
-
     if not url:
         return None
-    scheme = url.split("://", 1)[0].lower()
-    if scheme in ("redis", "rediss", "unix"):
-        try:
-            import redis  # noqa: F401
-        except ImportError:
-            raise ImproperlyConfigured(
-                f"SOCKETIO_MESSAGE_QUEUE={url!r} needs the redis package: "
-                "pip install 'webpy-socketio[redis]'."
-            ) from None
-        return socketio.RedisManager(url, write_only=write_only)
-    try:
-        import kombu  # noqa: F401
-    except ImportError:
-        raise ImproperlyConfigured(
-            f"SOCKETIO_MESSAGE_QUEUE={url!r}: only redis:// URLs work out of the box; "
-            "other brokers need the kombu package (pip install kombu)."
-        ) from None
-    return socketio.KombuManager(url, write_only=write_only)
+    from .messagequeue import queue_manager
+
+    return queue_manager(url, write_only=write_only)
 
 
 def create_engine() -> Any:
@@ -75,6 +58,12 @@ def create_engine() -> Any:
         engineio_logger=False,
     )
     Dispatcher(engine).install()
+    if settings.get("SOCKETIO_MESSAGE_QUEUE"):
+        from . import messagequeue
+
+        # subscribe now, not on the first connection: a queue that is down
+        # is an error at start, and no broadcast can slip past a new client
+        messagequeue.start(engine)
     return engine
 
 

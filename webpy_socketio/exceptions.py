@@ -48,6 +48,13 @@ class NoSocket(WebpySocketIOError):
     """
 
 
+class MessageQueueError(WebpySocketIOError):
+    """Raised when the message queue (``SOCKETIO_MESSAGE_QUEUE``) cannot be
+    reached: when a server starts, or when a process that runs no server
+    publishes (its message was not sent). A running server does not raise
+    it: its own sockets still get every message, and the outage is logged."""
+
+
 class Denied(WebpySocketIOError):
     """Raised by an ``on_connect`` or ``on_subscribe`` handler to refuse the
     connection or the subscription. The message, when given, is what the
