@@ -7,7 +7,10 @@ receive the message. With ``SOCKETIO_MESSAGE_QUEUE`` set, they publish to
 the queue, every server process delivers to its own sockets, and NoSocket
 is never raised: one process cannot know who is connected to the others.
 A process that runs no server (a cron job, a worker) publishes through a
-write-only emitter made on first use.
+write-only emitter made on first use; there, a queue that cannot be reached
+raises :class:`~webpy_socketio.MessageQueueError`, since no local socket got
+the message either. A server process never raises it: its own sockets get
+the message, and the outage is logged (see :mod:`.messagequeue`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ class Emitter:
         news.broadcast_channel({"headline": "..."}, "news")
 
     :param url: the queue URL, as in ``SOCKETIO_MESSAGE_QUEUE``.
+
+    It only publishes: it starts no listener and holds no subscription.
+    Every method raises :class:`~webpy_socketio.MessageQueueError` when the
+    message could not be published.
     """
 
     def __init__(self, url: str) -> None:
