@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import channels, clients, events, settings
@@ -93,13 +93,14 @@ class _LogValues(dict):
         return "-"
 
 
-def _log_message(client: Client, message: str) -> None:
+def _log_message(client: Client, message: Callable[[], str]) -> None:
     fmt = settings.get("SOCKETIO_MESSAGE_LOG_FORMAT")
     if fmt is None or not message_logger.isEnabledFor(logging.INFO):
         return
     values = _LogValues(client.request.environ)
     values["TIME"] = datetime.datetime.now().replace(microsecond=0)
-    values["MESSAGE"] = message
+    # rendered only when logged: JSON-encoding every message costs
+    values["MESSAGE"] = message()
     message_logger.info(fmt % values)
 
 
@@ -166,7 +167,7 @@ class Dispatcher:
             return None
         if not data:
             data = (None,)
-        _log_message(client, _as_text(data[0] if len(data) == 1 else list(data)))
+        _log_message(client, lambda: _as_text(data[0] if len(data) == 1 else list(data)))
         return _first(fire(events.on_message, client, *data))
 
     def named(self, event_name: str, sid: str, *data: Any) -> Any:
@@ -176,7 +177,7 @@ class Dispatcher:
         if event_name.startswith(events.PROTOCOL_PREFIX):
             return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
         event = events.named.get(event_name)
-        _log_message(client, f"{event_name} {_as_text(list(data))}")
+        _log_message(client, lambda: f"{event_name} {_as_text(list(data))}")
         if event is None:
             logger.debug("no handler for event %r from %s", event_name, sid)
             return None

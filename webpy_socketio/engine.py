@@ -39,6 +39,7 @@ def client_manager(url: str | None, write_only: bool = False) -> Any:
 def create_engine() -> Any:
     """Build a python-socketio server from the current settings, with the
     webpy_socketio dispatcher installed."""
+    from . import fastjson
     from .dispatch import Dispatcher
     from .fastpath import Server
 
@@ -54,6 +55,8 @@ def create_engine() -> Any:
         # one connection's events are handled in order, in that connection's
         # greenlet; other connections are not held up by a slow handler
         async_handlers=False,
+        # orjson where it gives the same packets (fastjson.py)
+        json=fastjson,
         logger=False,
         engineio_logger=False,
     )

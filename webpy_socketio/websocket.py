@@ -108,9 +108,7 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
         return b""
     # one big-integer XOR runs in C, much faster than a byte loop
     key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(
-        n, "little"
-    )
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
 
 
 def _valid_close_code(code: int) -> bool:
@@ -426,7 +424,7 @@ class EngineWebSocket:
 
     :param app: engine.io's per-socket websocket handler.
     :param server: the ``engineio.Server``; its ``max_http_buffer_size``
-        is the message size limit and its heartbeat sets the read timeout.
+        is the message size limit.
     """
 
     #: engine.io's own transport, used under servers that are not ours
@@ -458,11 +456,9 @@ class EngineWebSocket:
         )
         server = self.server
         self.environ = environ
-        self.ws = WebSocket(
-            sock,
-            max_message_size=lambda: server.max_http_buffer_size,
-            timeout=server.ping_interval + server.ping_timeout,
-        )
+        # no read timeout: engine.io's heartbeat finds dead clients and
+        # closes them (a timeout would cost a timer on every read)
+        self.ws = WebSocket(sock, max_message_size=lambda: server.max_http_buffer_size)
         try:
             return self.app(self)
         finally:
