@@ -4,7 +4,6 @@ no persistence; it can be killed and started again on the same port."""
 from __future__ import annotations
 
 import shutil
-import socket
 from pathlib import Path
 
 from support import Process, free_port, output_dir, require, wait_port
@@ -62,18 +61,3 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
-
-    def publish_count(self) -> int:
-        """How many PUBLISH commands this redis-server ran (INFO commandstats)."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as conn:
-            conn.sendall(b"INFO commandstats\r\n")
-            data = b""
-            while not data.endswith(b"\r\n\r\n") and b"cmdstat_publish" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        for line in data.decode(errors="replace").splitlines():
-            if line.startswith("cmdstat_publish:"):
-                return int(line.split("calls=", 1)[1].split(",", 1)[0])
-        return 0

@@ -79,7 +79,9 @@ def run(monkeypatch, tmp_path):
     """Run ``wsio nginx-config ARGS`` in an empty folder (no ./static, no
     settings module) with the settings re-read from scratch."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("WSIO_SETTINGS_MODULE", raising=False)
+    # --settings sets the variable in this process: make sure it is undone
+    monkeypatch.setenv("WSIO_SETTINGS_MODULE", "")
+    monkeypatch.delenv("WSIO_SETTINGS_MODULE")
     monkeypatch.setattr(sys, "path", list(sys.path))
     # each test writes its own settings modules; forget ones imported before
     for name in ("settings", "prod_settings"):

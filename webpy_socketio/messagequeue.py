@@ -173,6 +173,11 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
         happened and the caller must know.
     """
 
+    # set by python-socketio's RedisManager
+    connected: bool
+    redis: Any
+    pubsub: Any
+
     def __init__(
         self, url: str, write_only: bool = False, connect_timeout: float = CONNECT_TIMEOUT
     ) -> None:
