@@ -269,7 +269,7 @@ def test_workers_behind_the_generated_nginx_config(redis, agent):
         # clients from several loopback addresses until each worker has one;
         # the default sticky policy hashes the whole client address
         placed: dict[int, str] = {}
-        for i in range(2, 12):
+        for i in range(2, 32):
             client = f"c{i}"
             transport = "polling" if i % 2 else "websocket"
             sid = agent.connect(client, url, transport, localAddress=f"127.0.0.{i}")["id"]
