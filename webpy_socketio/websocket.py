@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -375,6 +376,17 @@ class WebSocketHandler(pywsgi.WSGIHandler):
     """
 
     upgraded = False
+
+    def handle(self) -> None:
+        # pywsgi sends a response's headers and its body in two writes. With
+        # Nagle's algorithm on, the body then waits for the client to ACK the
+        # headers, which a client with nothing to send delays by 40 ms: every
+        # long-polling request on a kept-alive connection took 40 ms more.
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a UNIX socket listener)
+        super().handle()
 
     def run_application(self) -> None:
         if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":

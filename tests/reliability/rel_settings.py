@@ -1,0 +1,8 @@
+"""Settings of the reliability fixture server (WSIO_SETTINGS_MODULE)."""
+
+# small enough that oversized inputs are cheap to send, large enough for
+# every legitimate message of the suite
+SOCKETIO_MAX_MESSAGE_BYTES = 20_000
+# the handler's log line per message is part of what is exercised, but at
+# 100,000 hostile inputs it would only fill the disk
+SOCKETIO_MESSAGE_LOG_FORMAT = None
