@@ -61,3 +61,14 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def publish_count(self) -> int:
+        """How many PUBLISH commands this redis-server has run."""
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            stats = client.info("commandstats")
+        finally:
+            client.close()
+        return int(stats.get("cmdstat_publish", {}).get("calls", 0))

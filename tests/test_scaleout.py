@@ -94,6 +94,23 @@ def test_out_of_band_sends_from_a_server_process_reach_the_other(pair, agent):
         agent.wait_for(client, lambda m: m == {"oob": "broadcast"})
 
 
+def test_sends_to_a_local_socket_skip_redis(redis, pair, agent):
+    """A send to a socket of the sending process is delivered locally only;
+    a channel broadcast is published once."""
+    ids = connect_pair(agent, pair, "websocket")
+    before = redis.publish_count()
+    for i in range(20):
+        # the room handler replies with socket.send() to the sender itself
+        agent.call("send", "a", data={"op": "bound", "i": i})
+    assert wait_until(
+        lambda: agent.received("a").count({"bound": "room", "channels": [ids["room"]]}) == 20
+    )
+    assert redis.publish_count() == before
+    agent.call("send", "a", data={"op": "broadcast_channel", "data": "counted"})
+    agent.wait_for("b", lambda m: m == "counted")
+    assert redis.publish_count() == before + 1
+
+
 PLAIN_SENDER = textwrap.dedent(
     """
     import sys

@@ -18,7 +18,9 @@ goes away, because the stock behaviour does not fit a chat server:
   is back;
 - it subscribes on the first client connection; here the server subscribes
   when it starts, so a Redis that is down at start is a clear error, and a
-  broadcast made right after a client connects cannot be missed.
+  broadcast made right after a client connects cannot be missed;
+- it publishes every send, even one to a socket of this very process; here
+  those are delivered locally only.
 
 Local delivery never depends on Redis: the manager hands a message to this
 process's sockets before it publishes it.
@@ -240,6 +242,21 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
             )
 
     # -- python-socketio hooks ----------------------------------------------
+
+    def emit(
+        self, event: str, data: Any, namespace: Any = None, room: Any = None, **kwargs: Any
+    ) -> Any:
+        room = kwargs.pop("to", None) or room
+        # a session id lives in one process: a send to a socket of this one
+        # (socket.send(), replies) needs no trip through Redis, which every
+        # other process would decode only to find no such socket
+        if (
+            isinstance(room, str)
+            and not self.write_only
+            and self.is_connected(room, namespace or "/")
+        ):
+            kwargs["ignore_queue"] = True
+        return super().emit(event, data, namespace=namespace, room=room, **kwargs)
 
     def _publish(self, data: Any) -> Any:
         if self._down_since is not None and time.monotonic() < self._pause_until:
