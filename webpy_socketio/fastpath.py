@@ -139,12 +139,26 @@ class DirectSocket(EngineIOSocket):
         return []
 
     def _read_loop(self, conn: WebSocket) -> None:
+        server = self.server
+        sid = self.sid
         receive = self.receive
         Packet = eio_packet.Packet
         while True:
             data = conn.receive()
             if data is None or self.closed:
                 return
+            # Text MESSAGE packets carrying a Socket.IO packet ("4" and a
+            # digit) are nearly all the traffic: give them to the message
+            # handler as engine.io would (same string, same greenlet)
+            # without building a packet object on the way
+            if type(data) is str and data[1:2].isdigit() and data[0] == "4":
+                handler = server.handlers.get("message")
+                if handler is not None and not server.async_handlers:
+                    try:
+                        handler(sid, data[1:])
+                    except Exception:
+                        server.logger.exception("message handler error")
+                    continue
             try:
                 receive(Packet(encoded_packet=data))
             except eio_exceptions.UnknownPacketError:
@@ -183,6 +197,19 @@ class Server(socketio.Server):
 
     def _engineio_server_class(self) -> type:
         return EngineIOServer
+
+    def _send_packet(self, eio_sid: str, pkt: Any) -> None:
+        # single-recipient packets (acks, emits to one sid): straight from the
+        # Socket.IO encoding to the frame, without an engine.io packet
+        sock = self.eio.sockets.get(eio_sid)
+        ws = getattr(sock, "direct", None)
+        if ws is None or sock.closed:
+            super()._send_packet(eio_sid, pkt)
+            return
+        encoded = pkt.encode()
+        for part in encoded if isinstance(encoded, list) else (encoded,):
+            # a binary packet is its text header, then one frame per attachment
+            ws.write(encode_message("4" + part if isinstance(part, str) else part))
 
     def _send_eio_packet(self, eio_sid: str, eio_pkt: Any) -> None:
         sock = self.eio.sockets.get(eio_sid)
