@@ -262,9 +262,11 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        # all at once: each spends most of its start importing
         for spec in self.specs:
-            self.procs[spec.index] = proc = self._spawn(spec)
-            if not self._wait_listening(spec, proc):
+            self.procs[spec.index] = self._spawn(spec)
+        for spec in self.specs:
+            if not self._wait_listening(spec, self.procs[spec.index]):
                 if not self.stopping:
                     _say(f"worker {spec.index} (port {spec.port}) did not start; stopping.")
                 self.stop_all()
