@@ -46,6 +46,13 @@ START_TIMEOUT = 60.0
 #: restarted again: something is wrong that a restart will not fix.
 MAX_RESTARTS_PER_MINUTE = 5
 DEFAULT_APP = "app:app"
+#: What a worker process runs, with its WorkerSpec as JSON in argv[1].
+WORKER_ENTRY = (
+    "from gevent import monkey; monkey.patch_all()\n"
+    "import sys\n"
+    "from webpy_socketio.cli.serve import worker_main\n"
+    "worker_main(sys.argv[1:])\n"
+)
 
 
 def _say(message: str) -> None:
@@ -184,8 +191,9 @@ def run_worker(spec: WorkerSpec) -> int:
     """Serve ``spec.app`` until SIGTERM or SIGINT; return the exit status."""
     from gevent import monkey
 
-    # before the app (and web.py) is imported: see server.check_monkey_patched
-    monkey.patch_all()
+    if not monkey.is_module_patched("socket"):
+        # before the app (and web.py) is imported: see server.check_monkey_patched
+        monkey.patch_all()
     import gevent
     from gevent.event import Event
 
@@ -239,7 +247,9 @@ class Supervisor:
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
         )
-        command = [sys.executable, "-m", "webpy_socketio.cli.serve", spec.to_json()]
+        # patch first of all, before even webpy_socketio is imported (its
+        # modules create locks at import time)
+        command = [sys.executable, "-c", WORKER_ENTRY, spec.to_json()]
         return subprocess.Popen(command, env=env)
 
     def _wait_listening(self, spec: WorkerSpec, proc: subprocess.Popen[bytes]) -> bool:
@@ -396,10 +406,7 @@ def serve(
     sys.exit(Supervisor(specs).run())
 
 
-def _worker_main(argv: list[str]) -> None:
+def worker_main(argv: list[str]) -> None:
+    """Entry point of a worker process (see :data:`WORKER_ENTRY`)."""
     spec = WorkerSpec(**json.loads(argv[0]))
     sys.exit(run_worker(spec))
-
-
-if __name__ == "__main__":
-    _worker_main(sys.argv[1:])
