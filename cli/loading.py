@@ -116,6 +116,11 @@ def select_settings(module: str | None) -> None:
     from webpy_socketio import settings
 
     if module is not None:
+        if module.endswith(".py"):
+            raise NoAppError(
+                f"--settings {module!r} is a file name; give the module name "
+                f"{Path(module).stem!r} (its folder must be the project's or on PYTHONPATH)."
+            )
         if not _MODULE_RE.fullmatch(module):
             raise NoAppError(f"--settings {module!r} is not a module name such as 'settings'.")
         os.environ[SETTINGS_ENV] = module
@@ -218,7 +223,7 @@ def _looks_wsgi(name: str, value: Any) -> bool:
 def format_user_traceback(exc: BaseException) -> str:
     """The traceback of an exception raised by the application while
     :func:`load_app` imported it, starting at the application's code (the
-    frames of this module and of importlib are left out)."""
+    frames of these commands and of importlib are left out)."""
     tb = exc.__traceback__
     while tb is not None and _is_loader_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
@@ -226,10 +231,14 @@ def format_user_traceback(exc: BaseException) -> str:
 
 
 def _is_loader_frame(filename: str) -> bool:
+    # the commands' own frames (this folder), importlib's, and the frozen
+    # import machinery that Python leaves in for some errors
     if filename.startswith("<frozen importlib"):
         return True
     path = os.path.abspath(filename)
-    return path == os.path.abspath(__file__) or path == os.path.abspath(importlib.__file__ or "")
+    return os.path.dirname(path) == os.path.dirname(os.path.abspath(__file__)) or path == (
+        os.path.abspath(importlib.__file__ or "")
+    )
 
 
 def describe_error(exc: BaseException) -> str:

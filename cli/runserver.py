@@ -49,6 +49,8 @@ PRELOAD = (
     "gevent.pywsgi",
     "gevent.pool",
     "gevent.event",
+    "gevent.threadpool",
+    "gevent.resolver.thread",
     "webpy_socketio.server",
     "webpy_socketio.engine",
     "webpy_socketio.dispatch",

@@ -24,6 +24,8 @@ TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templat
 #: app's working folder, and the URL web.py serves it at.
 LOCAL_CLIENT_PATH = os.path.join("static", "socket.io.min.js")
 LOCAL_CLIENT_URL = "/static/socket.io.min.js"
+#: Set to "1" by ``wsio runserver`` (unless ``--no-browser-reload``).
+BROWSER_RELOAD_ENV = "WSIO_BROWSER_RELOAD"
 
 
 def template_lookup(directories: list[str] | tuple[str, ...] = (), **kwargs: Any) -> Any:
@@ -59,5 +61,10 @@ def script_tags(resource: str = "socket.io") -> str:
     if integrity:
         client += f' integrity="{escape(integrity)}" crossorigin="anonymous"'
     client += "></script>"
-    extension = f'<script src="/{escape(resource.strip("/"))}/wsio.js"></script>'
+    extension = f'<script src="/{escape(resource.strip("/"))}/wsio.js"'
+    if os.environ.get(BROWSER_RELOAD_ENV) == "1":
+        # only under `wsio runserver`: wsio.js then reloads the page when
+        # the server says a template or static file changed
+        extension += " data-wsio-reload"
+    extension += "></script>"
     return client + "\n" + extension + "\n"

@@ -12,12 +12,38 @@
  * occasion is dropped and reported with the local event "wsio:refused".
  *
  * In Node: require("./wsio.js")(require("socket.io-client")).
+ *
+ * Under `wsio runserver` the include marks this script's tag with
+ * data-wsio-reload; then every socket the page opens with io() reloads the
+ * page when the server emits "wsio:reload" with {reload: true} (a template or
+ * static file changed). Without the mark nothing listens.
  */
 (function (root, install) {
+  function reloading(lookup, location) {
+    function io() {
+      var socket = lookup.apply(this, arguments);
+      socket.on("wsio:reload", function (info) {
+        if (info && info.reload) {
+          location.reload();
+        }
+      });
+      return socket;
+    }
+    Object.keys(lookup).forEach(function (key) {
+      io[key] = lookup[key];
+    });
+    io.io = io.connect = io;
+    return io;
+  }
+
   if (typeof module === "object" && module.exports) {
     module.exports = install;
   } else {
     install(root.io);
+    var tag = root.document && root.document.currentScript;
+    if (tag && tag.hasAttribute("data-wsio-reload")) {
+      root.io = reloading(root.io, root.location);
+    }
   }
 })(typeof self !== "undefined" ? self : this, function (io) {
   "use strict";
