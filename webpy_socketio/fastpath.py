@@ -41,6 +41,7 @@ from engineio.socket import Socket as EngineIOSocket
 from .websocket import EngineWebSocket, WebSocket, encode_message
 
 _NOOP = eio_packet.NOOP
+_PING_FRAME = encode_message(eio_packet.Packet(eio_packet.PING).encode())
 
 
 def frame_of(pkt: Any) -> bytes:
@@ -52,11 +53,35 @@ def frame_of(pkt: Any) -> bytes:
     return frame  # type: ignore[no-any-return]
 
 
+class _Forward:
+    """What a direct socket has instead of its packet queue: nothing reads
+    the queue any more, so a packet put on it is simply sent."""
+
+    __slots__ = ("sock",)
+
+    def __init__(self, sock: DirectSocket) -> None:
+        self.sock = sock
+
+    def put(self, pkt: Any, *args: Any, **kwargs: Any) -> None:
+        if pkt is not None and not self.sock.closed:
+            self.sock.send(pkt)
+
+    def task_done(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def qsize(self) -> int:
+        return 0
+
+
 class DirectSocket(EngineIOSocket):
     """An engine.io socket that writes straight to its websocket."""
 
     #: the websocket once the connection uses it (None over long-polling)
     direct: WebSocket | None = None
+    _ping_timer: Any = None
 
     def send(self, pkt: Any) -> None:
         ws = self.direct
@@ -79,21 +104,35 @@ class DirectSocket(EngineIOSocket):
         if not abort:
             ws.write(frame_of(eio_packet.Packet(eio_packet.CLOSE)))
         self.closed = True
+        if self._ping_timer is not None:
+            self._ping_timer.close()
+            self._ping_timer = None
         ws.close()
         if wait:
             ws.flush(5)
 
     def schedule_ping(self) -> None:
-        # engine.io sleeps in a greenlet per connection between pings; a
-        # timer holds no stack while it waits
+        # engine.io sleeps in a greenlet per connection between pings; a bare
+        # event-loop timer costs a small fraction of that memory
         if self.last_ping:
             self.last_ping = None
-            gevent.spawn_later(self.server.ping_interval, self._ping_due)
+            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
+            timer.start(self._ping_due)
+            self._ping_timer = timer
 
     def _ping_due(self) -> None:
-        if not self.closing and not self.closed:
-            self.last_ping = time.time()
-            self.send(eio_packet.Packet(eio_packet.PING))
+        # runs in the event loop itself, so nothing here may wait: a direct
+        # write never does, nor does a put on the unbounded polling queue
+        # (timeouts are found by engine.io's service task, not here)
+        self._ping_timer = None
+        if self.closing or self.closed:
+            return
+        self.last_ping = time.time()
+        ws = self.direct
+        if ws is not None:
+            ws.write(_PING_FRAME)
+        else:
+            self.queue.put(eio_packet.Packet(eio_packet.PING))
 
     def _websocket_handler(self, ws: Any) -> Any:
         if not isinstance(ws, EngineWebSocket) or ws.ws is None:
@@ -132,6 +171,8 @@ class DirectSocket(EngineIOSocket):
             if pkt.packet_type != _NOOP:
                 conn.write(frame_of(pkt))
         self.direct = conn
+        # the queue (three deques and an event) is not used any more
+        self.queue = _Forward(self)
         if closing or self.closed:
             return []
         self._read_loop(conn)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import socket
 import struct
 from collections import deque
@@ -127,6 +128,7 @@ class WebSocket:
         applies); a bigger one closes the connection with 1009.
     :param timeout: seconds without any data from the client before the
         connection is considered dead (None: no limit).
+    :param initial: bytes already read from the connection, read first.
     """
 
     def __init__(
@@ -134,13 +136,14 @@ class WebSocket:
         sock: Any,
         max_message_size: Callable[[], int] | None = None,
         timeout: float | None = None,
+        initial: bytes = b"",
     ) -> None:
         self.sock = sock
         # the non-blocking OS socket under gevent's wrapper, for writes that
         # must never switch greenlets
         self._raw = getattr(sock, "_sock", sock)
         self._limit = max_message_size
-        self._buf = b""
+        self._buf = initial
         self._pos = 0
         self._pending: deque[bytes] | None = None
         self._pending_bytes = 0
@@ -266,8 +269,13 @@ class WebSocket:
     def _take(self, n: int) -> bytes:
         self._fill(n)
         start = self._pos
-        self._pos = start + n
-        return self._buf[start : start + n]
+        end = self._pos = start + n
+        buf = self._buf
+        if end == len(buf):
+            # all read: drop the chunk rather than keep it while idle
+            self._buf, self._pos = b"", 0
+            return buf if start == 0 else buf[start:]
+        return buf[start:end]
 
     def _read_frame(self, limit: int | None, already: int) -> tuple[bool, int, bytes]:
         """Read one frame; return (fin, opcode, unmasked payload)."""
@@ -399,15 +407,41 @@ class WebSocketHandler(pywsgi.WSGIHandler):
             return
         super().process_result()
 
-    def take_over(self, headers: list[tuple[str, str]]) -> Any:
-        """Write the 101 response and return the raw gevent socket."""
+    def take_over(self, headers: list[tuple[str, str]]) -> tuple[Any, bytes]:
+        """Write the 101 response; return the gevent socket and the bytes
+        the client sent after its request that were already read ahead."""
+        sock = self.socket
+        early = b""
+        rfile = self.rfile
+        # The request was read through a buffered reader; keep what it holds
+        # beyond the headers, then let it go: its 8 KB buffer would otherwise
+        # live as long as the websocket. Non-blocking, so an empty buffer
+        # does not wait for the client.
+        timeout = sock.timeout
+        sock.settimeout(0.0)
+        try:
+            early = rfile.peek(_READ_SIZE) or b""
+            if early:
+                rfile.read(len(early))
+        except (OSError, ValueError):
+            early = b""
+        finally:
+            sock.settimeout(timeout)
+        try:
+            rfile.close()
+        except OSError:
+            pass
+        self.rfile = None
+        self.wsgi_input.rfile = None
+        self.headers = None  # parsed into the environ already
+        self.environ["wsgi.input"] = io.BytesIO()
         lines = ["HTTP/1.1 101 Switching Protocols"]
         lines += [f"{name}: {value}" for name, value in headers]
-        self.socket.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         self.upgraded = True
         self.status = "101 Switching Protocols"
         self.close_connection = True
-        return self.socket
+        return sock, early
 
 
 def handshake_error(environ: dict[str, Any]) -> str | None:
@@ -459,7 +493,7 @@ class EngineWebSocket:
         if problem is not None:
             start_response("400 Bad Request", [("Content-Type", "text/plain")])
             return [problem.encode()]
-        sock = handler.take_over(
+        sock, early = handler.take_over(
             [
                 ("Upgrade", "websocket"),
                 ("Connection", "Upgrade"),
@@ -470,7 +504,9 @@ class EngineWebSocket:
         self.environ = environ
         # no read timeout: engine.io's heartbeat finds dead clients and
         # closes them (a timeout would cost a timer on every read)
-        self.ws = WebSocket(sock, max_message_size=lambda: server.max_http_buffer_size)
+        self.ws = WebSocket(
+            sock, max_message_size=lambda: server.max_http_buffer_size, initial=early
+        )
         try:
             return self.app(self)
         finally:
