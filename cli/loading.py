@@ -63,8 +63,8 @@ def parse_app_spec(spec: str) -> tuple[str, str | None, Path | None]:
     :returns: ``(module, attribute or None, folder to import from or None)``.
     :raises NoAppError: when the text is neither form.
     """
-    target, _, attr = spec.strip().partition(":")
-    if attr and not _ATTR_RE.fullmatch(attr):
+    target, colon, attr = spec.strip().partition(":")
+    if colon and not _ATTR_RE.fullmatch(attr):
         raise NoAppError(f"{spec!r}: {attr!r} is not a Python name; use MODULE:ATTR.")
     folder = None
     if target.endswith(".py") or "/" in target or os.sep in target:
@@ -225,6 +225,13 @@ def format_user_traceback(exc: BaseException) -> str:
     :func:`load_app` imported it, starting at the application's code (the
     frames of these commands and of importlib are left out)."""
     tb = exc.__traceback__
+    # whoever called load_app() is not interesting either: start after it
+    entry = tb
+    while entry is not None:
+        if entry.tb_frame.f_code is load_app.__code__:
+            tb = entry
+            break
+        entry = entry.tb_next
     while tb is not None and _is_loader_frame(tb.tb_frame.f_code.co_filename):
         tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))

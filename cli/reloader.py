@@ -101,9 +101,10 @@ class ProjectFiles:
             return "template"
         return None
 
-    def walk(self) -> Iterator[Path]:
-        """Every watched file that exists now."""
-        for folder, dirs, files in os.walk(self.root):
+    def walk(self, start: Path | None = None) -> Iterator[Path]:
+        """Every watched file that exists now (under ``start``, by default
+        the whole project)."""
+        for folder, dirs, files in os.walk(start or self.root):
             dirs[:] = sorted(d for d in dirs if not self.ignored_dir(d))
             for name in files:
                 path = Path(folder) / name
@@ -277,9 +278,8 @@ class WatchdogWatcher(Watcher):
             except OSError:
                 return
             # files written before the watch existed
-            for inner in self.files.walk():
-                if inner.is_relative_to(folder):
-                    self.push(str(inner))
+            for inner in self.files.walk(folder):
+                self.push(str(inner))
 
     def close(self) -> None:
         if self.observer is not None:

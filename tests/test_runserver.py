@@ -259,6 +259,15 @@ def test_port_in_use_is_one_line(project: Path):
     assert time.monotonic() - started < 15  # refused up front, not after a start
 
 
+def test_include_marked_only_under_runserver(monkeypatch: pytest.MonkeyPatch):
+    from webpy_socketio.templating import BROWSER_RELOAD_ENV, script_tags
+
+    monkeypatch.delenv(BROWSER_RELOAD_ENV, raising=False)
+    assert "data-wsio-reload" not in script_tags()
+    monkeypatch.setenv(BROWSER_RELOAD_ENV, "1")
+    assert '<script src="/socket.io/wsio.js" data-wsio-reload></script>' in script_tags()
+
+
 # -- reloading ------------------------------------------------------------------------
 
 
