@@ -38,6 +38,18 @@ from typing import Any
 
 import click
 
+from .loading import (
+    DEFAULT_APP,
+    NoAppError,
+    add_to_path,
+    describe_error,
+    find_project_root,
+    load_app,
+    parse_app_spec,
+    read_settings,
+    select_settings,
+)
+
 #: Most workers one command may start.
 MAX_WORKERS = 64
 #: Seconds a new worker has to start listening.
@@ -45,7 +57,6 @@ START_TIMEOUT = 60.0
 #: A worker that crashes more often than this many times a minute is not
 #: restarted again: something is wrong that a restart will not fix.
 MAX_RESTARTS_PER_MINUTE = 5
-DEFAULT_APP = "app:app"
 #: What a worker process runs, with its WorkerSpec as JSON in argv[1].
 WORKER_ENTRY = (
     "from gevent import monkey; monkey.patch_all()\n"
@@ -100,16 +111,35 @@ def _check_ports_free(host: str, ports: list[int]) -> None:
                 ) from None
 
 
-def _read_settings(settings_module: str | None) -> dict[str, Any]:
-    if settings_module:
-        os.environ["WSIO_SETTINGS_MODULE"] = settings_module
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    from webpy_socketio import settings
+def _resolve_project(app_spec: str | None) -> tuple[str, str]:
+    """The app spec and the project folder, which becomes the current one
+    (the workers find static files and templates from it)."""
+    if app_spec is None:
+        root = find_project_root()
+        if root is None:
+            raise click.ClickException(
+                f"No app.py in {os.getcwd()} or a folder above it. Run wsio serve in the "
+                "project's folder, or pass --app MODULE:ATTR."
+            )
+        os.chdir(root)
+        return DEFAULT_APP, str(root)
+    try:
+        parse_app_spec(app_spec)
+    except NoAppError as exc:
+        raise click.BadParameter(str(exc), param_hint="--app") from None
+    return app_spec, os.getcwd()
+
+
+def _read_settings(settings_module: str | None, root: str) -> dict[str, Any]:
     from webpy_socketio.exceptions import ImproperlyConfigured
 
     try:
-        return settings.as_dict()
+        select_settings(settings_module)
+    except NoAppError as exc:
+        raise click.BadParameter(str(exc), param_hint="--settings") from None
+    add_to_path(root)
+    try:
+        return read_settings()
     except ImproperlyConfigured as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -124,33 +154,13 @@ class WorkerSpec:
     app: str
     host: str
     port: int
+    root: str = "."
     index: int = 0
     graceful_timeout: float = 10.0
     access_log: bool = True
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
-
-
-def _load_application(spec: str) -> Any:
-    """The WSGI callable named by ``module:attribute`` (a web.py
-    application is turned into its ``wsgifunc()``)."""
-    try:
-        from .loading import load_app  # type: ignore[import-not-found]
-    except ImportError:
-        load_app = None
-    if load_app is not None:
-        application = load_app(spec)
-    else:
-        # until cli/loading.py (wsio runserver) lands: the plain form only
-        import importlib
-
-        module_name, _, attribute = spec.partition(":")
-        if os.getcwd() not in sys.path:
-            sys.path.insert(0, os.getcwd())
-        application = getattr(importlib.import_module(module_name), attribute or "app")
-    wsgifunc = getattr(application, "wsgifunc", None)
-    return wsgifunc() if callable(wsgifunc) else application
 
 
 def close_sockets(timeout: float) -> int:
@@ -202,13 +212,19 @@ def run_worker(spec: WorkerSpec) -> int:
 
     tag = f"[worker {spec.index} pid {os.getpid()}]"
     try:
-        application = _load_application(spec.app)
+        application = load_app(spec.app, spec.root)
         server = SocketIOServer(
             (spec.host, spec.port), application, log="default" if spec.access_log else None
         )
         server.start()
     except WebpySocketIOError as exc:
+        # a project mistake, the queue, the port: one line says it
         click.echo(f"{tag} {exc}", err=True)
+        return 1
+    except Exception as exc:
+        # the application's own code failed: its traceback is what helps
+        click.echo(f"{tag} the application failed to load:", err=True)
+        sys.stderr.write(describe_error(exc))
         return 1
     stop = Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -243,14 +259,12 @@ class Supervisor:
 
     def _spawn(self, spec: WorkerSpec) -> subprocess.Popen[bytes]:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        # the workers find the project (app and settings) from its folder
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
-        )
+        # the workers run in the project's folder and import from it first
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (spec.root, env.get("PYTHONPATH", "")) if p)
         # patch first of all, before even webpy_socketio is imported (its
         # modules create locks at import time)
         command = [sys.executable, "-c", WORKER_ENTRY, spec.to_json()]
-        return subprocess.Popen(command, env=env)
+        return subprocess.Popen(command, env=env, cwd=spec.root)
 
     def _wait_listening(self, spec: WorkerSpec, proc: subprocess.Popen[bytes]) -> bool:
         deadline = time.monotonic() + START_TIMEOUT
@@ -345,10 +359,9 @@ class Supervisor:
 @click.option(
     "--app",
     "app_spec",
-    default=DEFAULT_APP,
-    show_default=True,
     metavar="MODULE:ATTR",
-    help="The web.py application (or any WSGI callable).",
+    help=f"The web.py application or WSGI callable [default: {DEFAULT_APP} of the project "
+    "found from the current folder].",
 )
 @click.option("--settings", "settings_module", metavar="MODULE", help="The settings module.")
 @click.option(
@@ -362,7 +375,7 @@ class Supervisor:
 def serve(
     addrport: str | None,
     workers: int,
-    app_spec: str,
+    app_spec: str | None,
     settings_module: str | None,
     graceful_timeout: float,
     access_log: bool,
@@ -373,13 +386,12 @@ def serve(
     SIGTERM (or Ctrl-C) stops gracefully: every socket is closed cleanly and
     its on_disconnect and on_finish handlers run.
     """
-    if not re.fullmatch(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", app_spec):
-        raise click.BadParameter(f"{app_spec!r} is not MODULE or MODULE:ATTR.", param_hint="--app")
     if not 1 <= workers <= MAX_WORKERS:
         raise click.BadParameter(
             f"must be from 1 to {MAX_WORKERS}, not {workers}.", param_hint="--workers"
         )
-    values = _read_settings(settings_module)
+    app_spec, root = _resolve_project(app_spec)
+    values = _read_settings(settings_module, root)
     host, port = parse_addrport(addrport, values["SOCKETIO_HOST"], values["SOCKETIO_PORT"])
     if port + workers - 1 > 65535:
         raise click.BadParameter(f"{workers} workers from port {port} run past 65535.")
@@ -401,7 +413,8 @@ def serve(
     ports = [port + i for i in range(workers)]
     _check_ports_free(host, ports)
     specs = [
-        WorkerSpec(app_spec, host, p, i, graceful_timeout, access_log) for i, p in enumerate(ports)
+        WorkerSpec(app_spec, host, p, root, i, graceful_timeout, access_log)
+        for i, p in enumerate(ports)
     ]
     sys.exit(Supervisor(specs).run())
 

@@ -168,13 +168,54 @@ def test_port_in_use_is_a_clear_error():
         ([":8000"], "has an empty address"),
         (["8000", "--workers", "0"], "must be from 1 to 64, not 0"),
         (["65535", "--workers", "2"], "run past 65535"),
-        (["8000", "--app", "app:app;rm"], "is not MODULE or MODULE:ATTR"),
     ],
 )
 def test_bad_arguments(args, message):
-    result = run_wsio(*args)
+    result = run_wsio(*args, "--app", "basic_app:app")
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_bad_app_spec():
+    result = run_wsio("8000", "--app", "app:app;rm")
+    assert result.returncode == 2
+    assert "'app;rm' is not a Python name" in result.stderr
+
+
+def test_outside_a_project_without_app_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [WSIO, "serve", str(free_port())],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=python_env(),
+    )
+    assert result.returncode == 1
+    assert f"No app.py in {tmp_path} or a folder above it" in result.stderr
+
+
+def test_a_project_is_found_from_a_subfolder(tmp_path):
+    """Run from templates/ of a project: the app is found above, and the
+    workers run in the project's folder."""
+    project = tmp_path / "proj"
+    (project / "templates").mkdir(parents=True)
+    (project / "settings.py").write_text(f"SOCKETIO_PORT = {free_port()}\n")
+    (project / "app.py").write_text(
+        "import os\nimport web\n"
+        "class Where:\n    def GET(self):\n        return os.getcwd()\n"
+        "app = web.application(('/', 'Where'), globals())\n"
+    )
+    port = free_port()
+    log = output_dir("serve") / f"subfolder-{port}.log"
+    serve = Process([WSIO, "serve", str(port)], log, cwd=project / "templates", env=python_env())
+    try:
+        wait_port(port, proc=serve.proc, timeout=60)
+        server = AppServer.__new__(AppServer)
+        server.url = f"http://127.0.0.1:{port}"
+        assert server.get("/") == (200, str(project))
+    finally:
+        serve.stop()
 
 
 def test_an_app_that_does_not_import_stops_everything():
