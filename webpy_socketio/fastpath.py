@@ -38,7 +38,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
-from .websocket import EngineWebSocket, WebSocket, encode_message
+from .websocket import CLOSE_TIMEOUT, EngineWebSocket, WebSocket, encode_message
 
 _NOOP = eio_packet.NOOP
 _PING_FRAME = encode_message(eio_packet.Packet(eio_packet.PING).encode())
@@ -93,7 +93,13 @@ class DirectSocket(EngineIOSocket):
     def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
         ws = self.direct
         if ws is None:
-            super().close(wait=wait, abort=abort, reason=reason)
+            # engine.io's close(wait=True) waits, with no limit, until a poll
+            # takes the CLOSE packet. A client with no GET pending that posts
+            # a packet ending the session never got an answer, and its
+            # session and request greenlet stayed for good.
+            super().close(wait=False, abort=abort, reason=reason)
+            if wait:
+                self.queue.join(CLOSE_TIMEOUT)
             return
         if self.closed or self.closing:
             return
