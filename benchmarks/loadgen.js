@@ -140,6 +140,7 @@ function latencyStats(values, count) {
 // ---------------------------------------------------------------- the client
 
 const MASK_POOL = crypto.randomBytes(4096);
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024);
 let maskAt = 0;
 
 // One client frame: FIN, the opcode, a masked payload (RFC 6455 5.3).
@@ -181,7 +182,13 @@ class Client {
   connect() {
     return new Promise((resolve, reject) => {
       const key = crypto.randomBytes(16).toString("base64");
-      this.sock = net.connect({ host, port });
+      // every socket reads into one shared buffer (no allocation per read);
+      // _data copies only an incomplete frame left at the end
+      this.sock = net.connect({
+        host,
+        port,
+        onread: { buffer: READ_BUFFER, callback: (n, buf) => this._data(buf.subarray(0, n)) },
+      });
       this.sock.setNoDelay(true);
       this._onConnected = resolve;
       this._onFailed = reject;
@@ -192,7 +199,6 @@ class Client {
             `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`
         );
       });
-      this.sock.on("data", (chunk) => this._data(chunk));
       this.sock.on("error", (err) => this._fail(err));
       this.sock.on("close", () => {
         this.closed = true;
@@ -213,7 +219,10 @@ class Client {
     this.buf = this.buf && this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
     if (!this.handshaken) {
       const end = this.buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
+      if (end < 0) {
+        this.buf = Buffer.from(this.buf);
+        return;
+      }
       const head = this.buf.toString("latin1", 0, end);
       if (!head.startsWith("HTTP/1.1 101")) {
         this._fail(new Error(`upgrade refused: ${head.split("\r\n")[0]}`));
@@ -245,7 +254,7 @@ class Client {
       this._frame(b0 & 0x80, b0 & 0x0f, buf, start, start + len);
       at = start + len;
     }
-    this.buf = at === buf.length ? null : buf.subarray(at);
+    this.buf = at === buf.length ? null : Buffer.from(buf.subarray(at));
   }
 
   _frame(fin, opcode, buf, start, end) {

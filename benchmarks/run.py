@@ -211,6 +211,7 @@ def loadgen(args: argparse.Namespace, server: Server, mode: str, **options: Any)
     cmd += ["--url", server.url, "--mode", mode, "--server-pid", str(server.pid)]
     cmd += ["--server-cpu", args.server_cpu, "--client-cpu", args.client_cpu]
     cmd += ["--max-interference", str(args.max_interference)]
+    options.setdefault("max_extra", args.max_extra)
     for key, value in options.items():
         cmd += ["--" + key.replace("_", "-"), str(value)]
     done = subprocess.run(
@@ -476,6 +477,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--client-cpu", default="1")
     p.add_argument("--max-interference", type=float, default=15.0)
+    p.add_argument(
+        "--max-extra", type=int, default=2, help="extra repetitions allowed to replace unclean ones"
+    )
     p.add_argument("--python", default=None, help="interpreter that runs webpy-socketio")
     p.add_argument("--results", default=None, help="write RESULTS.md here")
     p.add_argument("--no-setup", action="store_true")
