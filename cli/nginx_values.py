@@ -57,8 +57,13 @@ class Address:
         return f"{host}:{self.port}"
 
 
+def _digits(text: str) -> bool:
+    # str.isdigit() also accepts digits such as "²" that int() refuses
+    return re.fullmatch(r"[0-9]+", text) is not None
+
+
 def _port(text: str, value: str, what: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not _digits(text) or not 1 <= int(text) <= 65535:
         raise ConfigError(f"{what} {value!r} needs a port from 1 to 65535, not {text!r}.")
     return int(text)
 
@@ -75,7 +80,7 @@ def _host(text: str, value: str, what: str, wildcard: bool) -> str | None:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         pass
-    if len(text) <= 253 and _HOSTNAME.fullmatch(text) and not text.replace(".", "").isdigit():
+    if len(text) <= 253 and _HOSTNAME.fullmatch(text) and not _digits(text.replace(".", "")):
         return text.rstrip(".")
     raise ConfigError(
         f"{what} {value!r}: {text!r} is not a host name, an IPv4 address or a [bracketed] "
@@ -91,7 +96,7 @@ def parse_address(value: str, what: str, port_only: bool = True) -> Address:
     :raises ConfigError: with a one-line explanation.
     """
     _refuse_unsafe(value, what)
-    if value.isdigit():
+    if _digits(value):
         if not port_only:
             raise ConfigError(f"{what} {value!r} needs a host too, as in 127.0.0.1:{value}.")
         return Address(None, _port(value, value, what))

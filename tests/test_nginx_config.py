@@ -176,6 +176,8 @@ def test_bad_settings_module_is_a_clear_error(run, tmp_path):
     [
         (["--listen", "80;"], "--listen '80;' contains ';'"),
         (["--listen", "0"], "--listen '0' needs a port from 1 to 65535"),
+        (["--listen", "8²"], "is not an address such as"),
+        (["--upstream", "127.0.0.1:8²"], "needs a port from 1 to 65535, not '8²'"),
         (["--listen", "1.2.3.4:70000"], "needs a port from 1 to 65535, not '70000'"),
         (["--listen", "80 default_server"], "--listen '80 default_server' contains ' '"),
         (["--listen", "[::1:80"], "is not a host name, an IPv4 address"),
