@@ -7,6 +7,7 @@ policy exists)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import itertools
 import re
@@ -32,10 +33,12 @@ def unique(prefix: str) -> str:
 def backends() -> Iterator[list[AppServer]]:
     """Two independent processes of tests/apps/basic_app.py (no queue)."""
     nginx_binary()
-    servers = [AppServer("basic_app.py", f"nginx-backend{i}") for i in range(2)]
-    yield servers
-    for server in servers:
-        server.stop()
+    with contextlib.ExitStack() as cleanup:
+        servers = []
+        for i in range(2):
+            servers.append(AppServer("basic_app.py", f"nginx-backend{i}"))
+            cleanup.callback(servers[-1].stop)
+        yield servers
 
 
 @pytest.fixture(scope="module")
@@ -339,19 +342,17 @@ def test_round_robin_breaks_polling(agent):
     """The hazard the sticky policy removes: the same config without it
     sends a session's requests to both processes, which refuse the other's
     session ids. (Fresh backends: their logs are searched.)"""
-    backends = [AppServer("basic_app.py", f"round-robin{i}") for i in range(2)]
-    port, listen = listen_port()
-    text = generate(
-        "--listen",
-        listen,
-        "--upstream",
-        f"127.0.0.1:{backends[0].port}",
-        "--upstream",
-        f"127.0.0.1:{backends[1].port}",
-    )
-    text = re.sub(r"\n\s*hash \$remote_addr consistent;", "", text)
-    proxy = Nginx(text, "http", "round-robin", [port])
-    try:
+    with contextlib.ExitStack() as cleanup:
+        backends = []
+        for i in range(2):
+            backends.append(AppServer("basic_app.py", f"round-robin{i}"))
+            cleanup.callback(backends[-1].stop)
+        port, listen = listen_port()
+        upstreams = [f"--upstream=127.0.0.1:{b.port}" for b in backends]
+        text = generate("--listen", listen, *upstreams)
+        text = re.sub(r"\n\s*hash \$remote_addr consistent;", "", text)
+        assert "hash $remote_addr" not in text  # nginx's default: round robin
+        cleanup.callback(Nginx(text, "http", "round-robin", [port]).stop)
         failures = 0
         for i in range(4):
             ok, _ = agent.try_call(
@@ -364,10 +365,6 @@ def test_round_robin_breaks_polling(agent):
             failures += not ok
         assert failures > 0
         assert any("Invalid session" in b.output() for b in backends)
-    finally:
-        proxy.stop()
-        for backend in backends:
-            backend.stop()
 
 
 def fetch(url: str) -> tuple[int, str]:

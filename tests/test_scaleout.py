@@ -6,6 +6,7 @@ broadcast loop runs; nginx spreading clients over two processes."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import subprocess
 import sys
@@ -45,10 +46,12 @@ def redis() -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def pair(redis) -> Iterator[list[AppServer]]:
     """Two processes sharing the queue."""
-    servers = [queue_server(f"queue-{tag}", redis.url) for tag in ("A", "B")]
-    yield servers
-    for server in servers:
-        server.stop()
+    with contextlib.ExitStack() as cleanup:
+        servers = []
+        for tag in ("A", "B"):
+            servers.append(queue_server(f"queue-{tag}", redis.url))
+            cleanup.callback(servers[-1].stop)
+        yield servers
 
 
 def connect_pair(agent: NodeAgent, pair: list[AppServer], transport: str) -> dict[str, str]:
@@ -172,9 +175,13 @@ def test_redis_lost_and_back_during_a_broadcast_loop(agent):
     A's other socket gets every message; B's socket gets those sent before
     the outage and again those sent after Redis is back; each process logs
     the loss once and the return once."""
-    redis = RedisServer("outage")
-    servers = [queue_server(f"outage-{tag}", redis.url) for tag in ("A", "B")]
-    try:
+    with contextlib.ExitStack() as cleanup:
+        redis = RedisServer("outage")
+        cleanup.callback(redis.stop)
+        servers = []
+        for tag in ("A", "B"):
+            servers.append(queue_server(f"outage-{tag}", redis.url))
+            cleanup.callback(servers[-1].stop)
         room = unique("room-")
         for client, server in (
             ("sender", servers[0]),
@@ -226,10 +233,6 @@ def test_redis_lost_and_back_during_a_broadcast_loop(agent):
             log = server.output()
             assert log.count("Lost the message queue") == 1, log[-3000:]
             assert log.count(f"The message queue {redis.url} is back after") == 1, log[-3000:]
-    finally:
-        for server in servers:
-            server.stop()
-        redis.stop()
 
 
 def test_write_only_emitter_does_not_subscribe(redis):

@@ -303,11 +303,14 @@ def test_a_crashed_worker_is_restarted(redis, agent):
 @pytest.mark.node
 @pytest.mark.nginx
 def test_workers_behind_the_generated_nginx_config(redis, agent):
-    serve = Serve(2, redis.url, "nginx")
-    nginx_port, listen = listen_port()
-    text = generate("--listen", listen, "--workers", "2", "--upstream", f"127.0.0.1:{serve.port}")
-    proxy = Nginx(text, "http", "serve", [nginx_port])
-    try:
+    with contextlib.ExitStack() as cleanup:
+        serve = Serve(2, redis.url, "nginx")
+        cleanup.callback(serve.stop)
+        nginx_port, listen = listen_port()
+        text = generate(
+            "--listen", listen, "--workers", "2", "--upstream", f"127.0.0.1:{serve.port}"
+        )
+        cleanup.callback(Nginx(text, "http", "serve", [nginx_port]).stop)
         url = f"http://127.0.0.1:{nginx_port}"
         room = "room-nginx"
         # clients from several loopback addresses until each worker has one;
@@ -332,6 +335,3 @@ def test_workers_behind_the_generated_nginx_config(redis, agent):
         for worker in serve.worker_pids().values():
             assert not gone(worker)
         assert "Invalid session" not in serve.output()
-    finally:
-        proxy.stop()
-        serve.stop()
