@@ -229,6 +229,7 @@ def run_worker(spec: WorkerSpec) -> int:
     stop = Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop.set)
+    gevent.spawn(_stop_when_orphaned, os.getppid(), stop)
     click.echo(f"{tag} listening on http://{_show(spec.host)}:{spec.port}/", err=True)
     stop.wait()
     click.echo(f"{tag} stopping: closing sockets", err=True)
@@ -239,6 +240,19 @@ def run_worker(spec: WorkerSpec) -> int:
     server.stop(timeout=1)
     click.echo(f"{tag} stopped", err=True)
     return 0
+
+
+def _stop_when_orphaned(parent: int, stop: Any) -> None:
+    """Stop gracefully if the supervisor dies without stopping this worker
+    (killed with SIGKILL, say): nobody would restart or stop it otherwise."""
+    import gevent
+
+    while not stop.is_set():
+        if os.getppid() != parent:
+            click.echo(f"[worker pid {os.getpid()}] the supervisor is gone; stopping", err=True)
+            stop.set()
+            return
+        gevent.sleep(1)
 
 
 def _show(host: str) -> str:

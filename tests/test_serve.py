@@ -300,6 +300,20 @@ def test_a_crashed_worker_is_restarted(redis, agent):
 
 @pytest.mark.redis
 @pytest.mark.server
+def test_workers_stop_when_the_supervisor_is_killed(redis):
+    serve = Serve(2, redis.url, "orphans")
+    try:
+        pids = serve.worker_pids()
+        os.kill(serve.pid, signal.SIGKILL)  # the supervisor alone
+        serve.proc.wait(10)
+        assert wait_until(lambda: all(gone(pid) for pid in pids.values()), timeout=15)
+        assert serve.output().count("the supervisor is gone; stopping") == 2
+    finally:
+        serve.stop()
+
+
+@pytest.mark.redis
+@pytest.mark.server
 @pytest.mark.node
 @pytest.mark.nginx
 def test_workers_behind_the_generated_nginx_config(redis, agent):
