@@ -263,6 +263,7 @@ class Inbox:
     events: list[Any] = field(default_factory=list)
     acks: dict[int, Any] = field(default_factory=dict)
     connect_errors: int = 0
+    noops: int = 0
     disconnected: bool = False
     sid: str | None = None
 
@@ -271,6 +272,8 @@ class Inbox:
         asked for a pong."""
         if text == "2":
             return "ping"
+        if text == "6":
+            self.noops += 1
         if text.startswith("42"):
             try:
                 self.events.append(json.loads(text[2:]))
@@ -428,8 +431,9 @@ class WsSession(Session):
 
 
 class PollSession(Session):
-    """Engine.IO over HTTP long-polling on one keep-alive connection (the
-    test drives it strictly in turn: POST, POST, GET...)."""
+    """Engine.IO over HTTP long-polling, as the official client does it: POSTs
+    on one kept-alive connection, and a GET on another that can be left
+    pending (:meth:`start_poll`) while the POSTs go out."""
 
     def __init__(
         self,
@@ -444,6 +448,8 @@ class PollSession(Session):
         self.headers = dict(headers or {})
         self.timeout = timeout
         self.stream = Stream(host, port, timeout)
+        self.get_stream: Stream | None = None
+        self.polling = False
         response = self.request("GET", {"EIO": "4", "transport": "polling"})
         if response.status != 200:
             self.stream.close()
@@ -453,15 +459,18 @@ class PollSession(Session):
         for text in packets[1:]:
             self.inbox.take(text)
 
-    def request(
-        self, method: str, query: dict[str, str], body: bytes = b"", timeout: float | None = None
-    ) -> Response:
-        target = f"{self.path}?{urlencode(query)}"
+    def _request_bytes(self, method: str, query: dict[str, str], body: bytes = b"") -> bytes:
         headers = dict(self.headers)
         if method == "POST":
             headers.setdefault("Content-Type", "text/plain;charset=UTF-8")
+        target = f"{self.path}?{urlencode(query)}"
+        return http_request(method, target, f"{self.host}:{self.port}", headers, body)
+
+    def request(
+        self, method: str, query: dict[str, str], body: bytes = b"", timeout: float | None = None
+    ) -> Response:
         deadline = time.monotonic() + (timeout or self.timeout)
-        self.stream.send(http_request(method, target, f"{self.host}:{self.port}", headers, body))
+        self.stream.send(self._request_bytes(method, query, body))
         response = read_response(self.stream, deadline)
         if response.headers.get("connection", "").lower() == "close":
             # pywsgi closes after some error answers; carry on with a new one
@@ -480,13 +489,25 @@ class PollSession(Session):
         if response.status != 200:
             raise Closed(f"POST answered {response.status}: {response.body[:100]!r}")
 
+    def start_poll(self) -> None:
+        """Send a GET and leave it pending; :meth:`pump` reads its answer."""
+        if self.polling:
+            return
+        if self.get_stream is None:
+            self.get_stream = Stream(self.host, self.port, self.timeout)
+        self.get_stream.send(self._request_bytes("GET", self._query()))
+        self.polling = True
+
     def pump(self, until: Callable[[], bool], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while not until():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout("nothing arrived in time")
-            response = self.request("GET", self._query(), timeout=left)
+            self.start_poll()
+            assert self.get_stream is not None
+            response = read_response(self.get_stream, deadline)
+            self.polling = False
+            if response.headers.get("connection", "").lower() == "close":
+                self.get_stream.close()
+                self.get_stream = None
             if response.status != 200:
                 raise Closed(f"poll answered {response.status}: {response.body[:100]!r}")
             for text in response.body.decode("utf-8").split(RECORD_SEP):
@@ -494,6 +515,11 @@ class PollSession(Session):
                     raise Closed("Engine.IO CLOSE packet")
                 if self.inbox.take(text) == "ping":
                     self.send_packet("3")
+
+    def _close_streams(self, reset: bool = False) -> None:
+        for stream in (self.stream, self.get_stream):
+            if stream is not None:
+                stream.reset() if reset else stream.close()
 
     def close(self, how: str = "clean") -> None:
         """``clean``: Socket.IO disconnect and Engine.IO close; ``reset``: a
@@ -503,8 +529,4 @@ class PollSession(Session):
                 self.post(("41" + RECORD_SEP + "1").encode())
             except (Closed, Timeout):
                 pass
-            self.stream.close()
-        elif how == "reset":
-            self.stream.reset()
-        else:
-            self.stream.close()
+        self._close_streams(reset=how == "reset")
