@@ -238,9 +238,39 @@ class EngineIOServer(engineio.Server):
         return super()._trigger_event(event, *args, **kwargs)
 
 
+class Packet(socketio.packet.Packet):
+    """python-socketio's packet, with a quicker test for binary data (it
+    runs for every packet built: python-socketio's builds a list and
+    reduces it at every level of the data)."""
+
+    @classmethod
+    def data_is_binary(cls, data: Any) -> bool:
+        if isinstance(data, bytes | bytearray):
+            return True
+        if isinstance(data, list):
+            items: Any = data
+        elif isinstance(data, dict):
+            items = data.values()
+        else:
+            return False
+        for item in items:
+            if type(item) in _PLAIN:
+                continue
+            if cls.data_is_binary(item):
+                return True
+        return False
+
+
+_PLAIN = frozenset((str, int, float, bool, type(None)))
+
+
 class Server(socketio.Server):
     """python-socketio's server on :class:`EngineIOServer`, delivering
     packets to websocket sockets directly."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", Packet)
+        super().__init__(*args, **kwargs)
 
     def _engineio_server_class(self) -> type:
         return EngineIOServer
