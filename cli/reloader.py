@@ -400,6 +400,8 @@ class Supervisor:
         self.stopping = False
         self.zygote: subprocess.Popen[bytes] | None = None
         self.control: socket.socket | None = None
+        self.reader: threading.Thread | None = None
+        self.ready = False
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self.workers: set[int] = set()
         self.current: int | None = None
@@ -419,7 +421,8 @@ class Supervisor:
         theirs.close()
         self.control = ours
         self.ready = False
-        threading.Thread(target=self._read_control, args=(ours,), daemon=True).start()
+        self.reader = threading.Thread(target=self._read_control, args=(ours,), daemon=True)
+        self.reader.start()
 
     def _read_control(self, sock: socket.socket) -> None:
         with sock.makefile("r", encoding="utf-8") as lines:
@@ -545,7 +548,10 @@ class Supervisor:
                 say("the server process did not stop in time; killing it")
                 zygote.kill()
                 zygote.wait(5)
-        # workers the zygote reported and did not see exit (it was killed)
+        # workers the zygote started and did not see exit (it was killed);
+        # its last reports are read first
+        if self.reader is not None:
+            self.reader.join(2)
         while True:
             try:
                 self._handle(self.messages.get_nowait())

@@ -266,6 +266,9 @@ class Zygote:
         self.waitpid = monkey.get_original("os", "waitpid")
         self.pipes: dict[int, int] = {}  # worker pid -> write end of its pipe
         self.modes: dict[int, str] = {}
+        # when a worker told to stop gets SIGKILL: one stuck in the project's
+        # code (an endless loop at import) never reads its pipe
+        self.deadlines: dict[int, float] = {}
         self.current: int | None = None
         self.quitting = False
 
@@ -289,6 +292,7 @@ class Zygote:
         while not self.quitting:
             readable, _, _ = self.select([self.control], [], [], 0.2)
             self.reap()
+            self.kill_overdue()
             if not readable:
                 continue
             data = os.read(self.control, 65536)
@@ -307,6 +311,7 @@ class Zygote:
             if self.current is not None:
                 order = {k: message[k] for k in ("changed", "reload") if k in message}
                 self.tell(self.current, op="stop", **order)
+                self.deadlines[self.current] = time.monotonic() + GRACE + 1
             self.fork(message)
         elif op == "notify" and self.current is not None:
             self.tell(self.current, **message)
@@ -340,6 +345,17 @@ class Zygote:
         self.current = pid
         self.report(event="started", pid=pid)
 
+    def kill_overdue(self) -> None:
+        now = time.monotonic()
+        for pid, deadline in list(self.deadlines.items()):
+            if now > deadline and pid in self.pipes:
+                say(f"worker {pid} did not stop within {GRACE + 1:g} s; killing it")
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                del self.deadlines[pid]
+
     def reap(self, block_pid: int | None = None) -> None:
         while True:
             try:
@@ -351,6 +367,7 @@ class Zygote:
             fd = self.pipes.pop(pid, None)
             if fd is not None:
                 os.close(fd)
+            self.deadlines.pop(pid, None)
             if pid == self.current:
                 self.current = None
             self.report(

@@ -340,6 +340,20 @@ def test_crashed_worker_is_restarted_on_next_change(dev: DevServer):
 
 
 @pytest.mark.server
+def test_worker_stuck_in_the_project_is_killed(dev: DevServer):
+    events = dev.project / "events.py"
+    good = events.read_text()
+    # blocks the import for good: the worker never reads its stop order
+    events.write_text("import time\ntime.sleep(3600)\n" + good)
+    dev.wait_output("events.py changed; reloading")
+    assert wait_until(lambda: len(descendants(dev.pid)) == 2, timeout=10)  # old one gone
+    events.write_text(good.replace('"v1"', '"v2"'))
+    dev.wait_value("v2")
+    dev.wait_output("did not stop within 4 s; killing it", timeout=15)
+    assert wait_until(lambda: len(descendants(dev.pid)) == 2, timeout=10), process_table()
+
+
+@pytest.mark.server
 def test_stale_bytecode_never_served(project: Path):
     """A .pyc written for events.py, then an edit with the same size and the
     same mtime second: a plain interpreter serves the old code from the
