@@ -410,6 +410,31 @@ def test_address_from_settings_and_from_a_subfolder(project: Path):
 
 
 @pytest.mark.server
+@pytest.mark.parametrize("variant", ["chat", "minimal"])
+def test_serves_a_wsio_new_project_as_made(tmp_path: Path, variant: str):
+    from webpy_socketio.cli.new import render
+
+    port = free_port()
+    made = render("devchat", tmp_path, variant=variant, port=port)
+    log = output_dir("runserver") / f"new-{variant}-{port}.log"
+    server = Process([WSIO, "runserver"], log, cwd=made, env=python_env())
+    try:
+        assert wait_until(lambda: "started in" in server.output(), timeout=30), server.output()
+        url = f"http://127.0.0.1:{port}/"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+            assert "data-wsio-reload" in response.read().decode()
+        events = made / "events.py"
+        events.write_text(events.read_text() + "\n# edited\n")
+        assert wait_until(lambda: "reloaded in" in server.output(), timeout=15), server.output()
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        assert "Traceback" not in server.output()
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
 def test_broken_settings_wait_for_a_fix(project: Path):
     settings = project / "settings.py"
     settings.write_text("SOCKETIO_PORTT = 8000\n")
