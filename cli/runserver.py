@@ -1,21 +1,16 @@
 """``wsio runserver [ADDR:]PORT``: the development server, reloading on
 every change.
 
-Three kinds of process (see :mod:`webpy_socketio.cli.reloader`)::
+Three kinds of process::
 
-    supervisor  (this command: no gevent; owns the socket, watches files)
-      zygote    (gevent patched, web.py and python-socketio imported once)
-        worker  (forked per (re)start: imports the project, serves)
+    wsio runserver   this module: no gevent; binds the port, watches the
+                     files (reloader.py), orders restarts (Supervisor)
+      zygote         zygote.py: gevent patched, libraries imported once
+        worker       forked per (re)start: imports the project, serves
 
-Forking a process that has already paid for ``patch_all()`` and the
-imports (about half a second) leaves the worker only the project's own
-modules to import, so a reload takes tens of milliseconds. The project's
-modules are imported only in workers, never in the zygote, and always
-compiled from source (a ``.pyc`` can hide a quick edit).
-
-A worker that cannot import the project prints the traceback and answers
-every request with a "503: see the terminal" page, which refreshes itself,
-until a change brings a worker that can.
+The listening socket is bound here once and inherited by every worker, so
+it never closes: a request made during a restart waits in the kernel's
+backlog for the new worker instead of being refused.
 """
 
 from __future__ import annotations
@@ -24,44 +19,21 @@ import errno
 import json
 import os
 import platform
+import queue
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
-import traceback
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
 import click
 
 from .loading import DEFAULT_APP, NoAppError, find_project_root
-from .reloader import GRACE, WATCHERS, say
-
-#: Modules the zygote imports once so that workers need not.
-PRELOAD = (
-    "web",
-    "web.httpserver",
-    "mako.lookup",
-    "mako.template",
-    "socketio",
-    "engineio",
-    "engineio.async_drivers.gevent",
-    "gevent.pywsgi",
-    "gevent.pool",
-    "gevent.event",
-    "gevent.threadpool",
-    "gevent.resolver.thread",
-    "webpy_socketio.server",
-    "webpy_socketio.engine",
-    "webpy_socketio.dispatch",
-    "webpy_socketio.fastpath",
-    "webpy_socketio.fastjson",
-    "webpy_socketio.middleware",
-    "webpy_socketio.urls",
-    "webpy_socketio.templating",
-    "webpy_socketio.cli.loading",
-    "webpy_socketio.cli.serve",
-)
+from .reloader import GRACE, WATCHERS, Changes, Watcher, say
 
 
 def _versions() -> str:
@@ -112,325 +84,6 @@ def bind(host: str, port: int) -> socket.socket:
         raise click.ClickException(f"Port {port} on {host} {reason}.") from None
     sock.set_inheritable(True)
     return sock
-
-
-# -- the worker (in a gevent-patched process) ------------------------------------
-
-
-def _failure_app(detail: str) -> Any:
-    """A WSGI app answering 503 while the project does not load. The page
-    refreshes itself, so the browser shows the app again once it loads; the
-    error itself is only in the terminal (this server may be reachable by
-    others)."""
-    body = (
-        "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=2>"
-        "<title>503 app not loaded</title><h1>The app did not load</h1>"
-        f"<p>It {detail}. The traceback is in the terminal running "
-        "<code>wsio runserver</code>; this page reloads when a change fixes it.</p>"
-    ).encode()
-
-    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        start_response(
-            "503 Service Unavailable",
-            [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
-                ("Retry-After", "1"),
-            ],
-        )
-        return [body]
-
-    return app
-
-
-def _emit_reload(message: dict[str, Any]) -> None:
-    """Tell this worker's pages what changed (they reload when asked to)."""
-    from webpy_socketio.engine import current_engine
-
-    engine = current_engine()
-    if engine is None:
-        return
-    payload = {"reload": bool(message.get("reload")), "changed": message.get("changed") or []}
-    # this process's sockets only, never through a message queue: another
-    # process's pages did not change
-    engine.emit("wsio:reload", payload, namespace="/", ignore_queue=True)
-
-
-def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, Any]) -> int:
-    """Load the project and serve on the inherited socket until told to
-    stop (by the zygote through ``control_fd``, by SIGTERM or SIGINT).
-
-    :param config: what the command was given (see :func:`_config`).
-    :param control_fd: the read end of the zygote's pipe (None: no zygote,
-        ``--noreload``).
-    :param start: the zygote's start order (``mode``, ``seen``, ...).
-    :returns: the exit status.
-    """
-    import gevent
-    from gevent.event import Event
-    from gevent.pywsgi import WSGIServer
-    from gevent.socket import wait_read
-
-    from .loading import describe_error, load_app
-    from .serve import close_sockets
-
-    began = time.monotonic()
-    listener = socket.socket(fileno=config["listen_fd"])
-    log = "default" if config["access_log"] else None
-    server: Any = None
-    loaded = False
-    detail = start.get("detail") or "failed to import"
-    if start.get("mode") != "failed":
-        from webpy_socketio.server import SocketIOServer
-
-        try:
-            application = load_app(config["app"], config["root"])
-            server = SocketIOServer(listener, application, log=log)
-            loaded = True
-        except (Exception, SystemExit) as exc:
-            sys.stderr.write(describe_error(exc))
-            if control_fd is None:
-                return 1
-            detail = f"raised {type(exc).__name__} while loading"
-    if server is None:
-        say("serving a 503 page until a change is saved")
-        server = WSGIServer(listener, _failure_app(detail), log=None)
-    stop = Event()
-    stop_order: dict[str, Any] = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stop.set)
-
-    def follow_zygote(fd: int) -> None:
-        buffered = b""
-        while True:
-            try:
-                wait_read(fd)
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            if not data:  # the zygote is gone: stop rather than linger
-                stop.set()
-                return
-            buffered += data
-            while b"\n" in buffered:
-                line, buffered = buffered.split(b"\n", 1)
-                message = json.loads(line)
-                if message.get("op") == "notify":
-                    if loaded and config["browser_reload"]:
-                        _emit_reload(message)
-                elif message.get("op") == "stop":
-                    stop_order.update(message)
-                    stop.set()
-                    return
-
-    if control_fd is not None:
-        gevent.spawn(follow_zygote, control_fd)
-    server.start()
-    if loaded:
-        seen = start.get("seen")
-        took = (time.monotonic() - (seen or began)) * 1000
-        what = "reloaded" if seen else "started"
-        say(f"worker {os.getpid()} {what} in {took:.0f} ms")
-    stop.wait()
-    server.close()  # the next worker accepts from here on
-    if loaded:
-        if stop_order.get("changed") is not None and config["browser_reload"]:
-            _emit_reload(stop_order)
-        # every socket closes cleanly (its on_disconnect runs) and its page
-        # reconnects, to the next worker, by itself
-        left = close_sockets(GRACE - 0.5)
-        if left:
-            say(f"{left} sockets did not close in time")
-    server.stop(timeout=0.5)
-    return 0
-
-
-# -- the zygote ------------------------------------------------------------------
-
-
-class Zygote:
-    """Forks workers on the supervisor's orders and reports their exits.
-
-    Everything here blocks in the original (unpatched) ``select`` and
-    ``waitpid``: the zygote runs no gevent loop of its own, and each
-    worker re-initialises gevent's hub after the fork.
-    """
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        from gevent import monkey
-
-        self.config = config
-        self.control = config["control_fd"]
-        self.select = monkey.get_original("select", "select")
-        self.waitpid = monkey.get_original("os", "waitpid")
-        self.pipes: dict[int, int] = {}  # worker pid -> write end of its pipe
-        self.modes: dict[int, str] = {}
-        # when a worker told to stop gets SIGKILL: one stuck in the project's
-        # code (an endless loop at import) never reads its pipe
-        self.deadlines: dict[int, float] = {}
-        self.current: int | None = None
-        self.quitting = False
-
-    def report(self, **message: Any) -> None:
-        try:
-            os.write(self.control, json.dumps(message).encode() + b"\n")
-        except OSError:
-            self.quitting = True  # the supervisor is gone
-
-    def tell(self, pid: int, **message: Any) -> None:
-        fd = self.pipes.get(pid)
-        if fd is not None:
-            try:
-                os.write(fd, json.dumps(message).encode() + b"\n")
-            except OSError:
-                pass  # it has exited; reap() reports it
-
-    def run(self) -> int:
-        self.report(event="ready", pid=os.getpid())
-        buffered = b""
-        while not self.quitting:
-            readable, _, _ = self.select([self.control], [], [], 0.2)
-            self.reap()
-            self.kill_overdue()
-            if not readable:
-                continue
-            data = os.read(self.control, 65536)
-            if not data:
-                break
-            buffered += data
-            while b"\n" in buffered and not self.quitting:
-                line, buffered = buffered.split(b"\n", 1)
-                self.handle(json.loads(line))
-        self.shutdown()
-        return 0
-
-    def handle(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        if op == "start":
-            if self.current is not None:
-                order = {k: message[k] for k in ("changed", "reload") if k in message}
-                self.tell(self.current, op="stop", **order)
-                self.deadlines[self.current] = time.monotonic() + GRACE + 1
-            self.fork(message)
-        elif op == "notify" and self.current is not None:
-            self.tell(self.current, **message)
-        elif op == "quit":
-            self.quitting = True
-
-    def fork(self, start: dict[str, Any]) -> None:
-        from gevent.os import fork_gevent
-
-        read_end, write_end = os.pipe()
-        pid = fork_gevent()
-        if pid == 0:  # the worker
-            status = 1
-            try:
-                os.close(write_end)
-                os.close(self.control)
-                for fd in self.pipes.values():  # the older workers' pipes
-                    os.close(fd)
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, signal.SIG_DFL)
-                status = run_worker(self.config, read_end, start)
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(status)
-        os.close(read_end)
-        self.pipes[pid] = write_end
-        self.modes[pid] = start.get("mode") or "app"
-        self.current = pid
-        self.report(event="started", pid=pid)
-
-    def kill_overdue(self) -> None:
-        now = time.monotonic()
-        for pid, deadline in list(self.deadlines.items()):
-            if now > deadline and pid in self.pipes:
-                say(f"worker {pid} did not stop within {GRACE + 1:g} s; killing it")
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-                del self.deadlines[pid]
-
-    def reap(self, block_pid: int | None = None) -> None:
-        while True:
-            try:
-                pid, status = self.waitpid(block_pid or -1, 0 if block_pid else os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            fd = self.pipes.pop(pid, None)
-            if fd is not None:
-                os.close(fd)
-            self.deadlines.pop(pid, None)
-            if pid == self.current:
-                self.current = None
-            self.report(
-                event="exited",
-                pid=pid,
-                status=os.waitstatus_to_exitcode(status),
-                mode=self.modes.pop(pid, "app"),
-            )
-            if block_pid:
-                return
-
-    def shutdown(self) -> None:
-        """Stop every worker: gracefully, then SIGKILL after ``GRACE``."""
-        for pid in list(self.pipes):
-            self.tell(pid, op="stop")
-        deadline = time.monotonic() + GRACE
-        while self.pipes and time.monotonic() < deadline:
-            time.sleep(0.02)
-            self.reap()
-        for pid in list(self.pipes):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            self.reap(block_pid=pid)
-
-
-def _preload() -> None:
-    from gevent import monkey
-
-    # before web.py is imported (see webpy_socketio.server.check_monkey_patched)
-    monkey.patch_all()
-    import importlib
-
-    for name in PRELOAD:
-        importlib.import_module(name)
-
-
-def zygote_main(config: dict[str, Any]) -> int:
-    """The zygote process: preload, then fork workers on request."""
-    import gc
-
-    # Ctrl-C reaches every process of the terminal's group; the supervisor
-    # decides, and tells the zygote to quit
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    zygote: Zygote | None = None
-
-    def quit_soon(signum: int, frame: Any) -> None:
-        if zygote is not None:
-            zygote.quitting = True
-        else:
-            raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, quit_soon)
-    _preload()
-    from .loading import always_compile
-
-    always_compile(config["root"])
-    # objects made so far are shared with every worker; keep the collector
-    # from touching (and so copying) their pages
-    gc.freeze()
-    zygote = Zygote(config)
-    return zygote.run()
 
 
 # -- the command -------------------------------------------------------------------
@@ -544,8 +197,10 @@ def runserver(
             raise click.ClickException(message) from None
         listener = bind(host, port)
         say(f"serving on {_url(host, port)} without reloading (Ctrl-C to stop)")
+        from .zygote import preload, run_worker
+
         config = _config(app_spec, root, listener.fileno(), False, access_log)
-        _preload()
+        preload()
         sys.exit(run_worker(config, None, {"mode": "app"}))
     _supervise(addrport, app_spec, root, browser_reload, reloader, access_log)
 
@@ -561,7 +216,7 @@ def _supervise(
     from webpy_socketio.templating import BROWSER_RELOAD_ENV
 
     from .loading import describe_error
-    from .reloader import ProjectFiles, Supervisor, make_watcher
+    from .reloader import ProjectFiles, make_watcher
 
     files = ProjectFiles(root, watch_static=browser_reload)
     watcher = make_watcher(reloader, files)
@@ -593,8 +248,8 @@ def _supervise(
     def zygote_command(control_fd: int) -> list[str]:
         config = _config(app_spec, root, listener.fileno(), browser_reload, access_log)
         config["control_fd"] = control_fd
-        module = "webpy_socketio.cli.runserver"
-        return [sys.executable, "-m", module, "--zygote", json.dumps(config)]
+        module = "webpy_socketio.cli.zygote"
+        return [sys.executable, "-m", module, json.dumps(config)]
 
     status = Supervisor(listener, zygote_command, env, watcher, browser_reload).run()
     listener.close()
@@ -602,7 +257,200 @@ def _supervise(
         sys.exit(status)
 
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["--zygote"]:
-        sys.exit(zygote_main(json.loads(sys.argv[2])))
-    sys.exit("usage: wsio runserver (this module is not run by hand)")
+# -- the supervisor -----------------------------------------------------------------
+
+
+class Supervisor:
+    """Owns the listening socket and the zygote (:mod:`.zygote`), and
+    orders a restart when the watcher reports changes.
+
+    :param listener: the bound, listening socket (kept open throughout).
+    :param zygote_command: how to start the zygote; ``{fd}`` in it is
+        replaced by the zygote's end of the control socket.
+    :param env: the zygote's environment.
+    :param watcher: a started watcher.
+    :param browser_reload: tell pages to reload when templates or static
+        files change.
+    """
+
+    #: zygote deaths tolerated within a minute before giving up
+    MAX_ZYGOTE_RESTARTS = 3
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        zygote_command: Callable[[int], list[str]],
+        env: dict[str, str],
+        watcher: Watcher,
+        browser_reload: bool = True,
+    ) -> None:
+        self.listener = listener
+        self.zygote_command = zygote_command
+        self.env = env
+        self.watcher = watcher
+        self.browser_reload = browser_reload
+        self.stopping = False
+        self.zygote: subprocess.Popen[bytes] | None = None
+        self.control: socket.socket | None = None
+        self.reader: threading.Thread | None = None
+        self.ready = False
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.workers: set[int] = set()
+        self.current: int | None = None
+        self.expected_exits: set[int] = set()
+        self.zygote_deaths: list[float] = []
+
+    # -- the zygote and its control socket
+
+    def _spawn_zygote(self) -> None:
+        ours, theirs = socket.socketpair()
+        theirs.set_inheritable(True)
+        self.zygote = subprocess.Popen(
+            self.zygote_command(theirs.fileno()),
+            env=self.env,
+            pass_fds=(theirs.fileno(), self.listener.fileno()),
+        )
+        theirs.close()
+        self.control = ours
+        self.ready = False
+        self.reader = threading.Thread(target=self._read_control, args=(ours,), daemon=True)
+        self.reader.start()
+
+    def _read_control(self, sock: socket.socket) -> None:
+        with sock.makefile("r", encoding="utf-8") as lines:
+            try:
+                for line in lines:
+                    self.messages.put(json.loads(line))
+            except (OSError, ValueError):
+                pass
+        self.messages.put({"event": "eof"})
+        self.watcher.wake()
+
+    def send(self, **message: Any) -> None:
+        """Send one command to the zygote (lost if it has just died: the
+        loop notices the death and starts another one)."""
+        if self.control is not None:
+            try:
+                self.control.sendall(json.dumps(message).encode() + b"\n")
+            except OSError:
+                pass
+
+    def _handle(self, message: dict[str, Any]) -> bool:
+        """Act on a message from the zygote; False when it is gone."""
+        event = message.get("event")
+        if event == "ready":
+            self.ready = True
+        elif event == "started":
+            self.workers.add(message["pid"])
+            self.current = message["pid"]
+        elif event == "exited":
+            pid, status = message["pid"], message["status"]
+            self.workers.discard(pid)
+            if pid in self.expected_exits:
+                self.expected_exits.discard(pid)
+            elif pid == self.current and not self.stopping:
+                self.current = None
+                say(
+                    f"the worker (pid {pid}) exited with status {status}; fix the code and save "
+                    "a file to restart it"
+                )
+                if message.get("mode") != "failed":
+                    self.send(op="start", mode="failed", detail=f"exited with status {status}")
+        elif event == "eof":
+            return False
+        return True
+
+    # -- the loop
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        self.watcher.wake()
+
+    def run(self) -> int:
+        """Serve until SIGINT, SIGTERM or SIGHUP; return the exit status."""
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self._spawn_zygote()
+        self.send(op="start")
+        try:
+            while not self.stopping:
+                changes = self.watcher.wait(timeout=0.5)
+                if changes and not self.stopping:
+                    self._apply(changes)
+                alive = True
+                while True:
+                    try:
+                        alive = self._handle(self.messages.get_nowait()) and alive
+                    except queue.Empty:
+                        break
+                if not alive and not self.stopping and not self._replace_zygote():
+                    return 1
+            return 0
+        finally:
+            self.stop()
+
+    def _apply(self, changes: Changes) -> None:
+        reload_pages = self.browser_reload and changes.reload_browsers
+        if changes.restart:
+            say(f"{changes.summary()}; reloading")
+            if self.current is not None:
+                self.expected_exits.add(self.current)
+            self.send(
+                op="start", changed=changes.names(), reload=reload_pages, seen=changes.first_seen
+            )
+        elif reload_pages:
+            say(f"{changes.summary()}; reloading the pages")
+            self.send(op="notify", changed=changes.names(), reload=True)
+
+    def _replace_zygote(self) -> bool:
+        assert self.zygote is not None
+        status = self.zygote.wait()
+        if not self.ready:
+            say(f"the server process exited while starting (status {status}); see above")
+            return False
+        now = time.monotonic()
+        self.zygote_deaths = [t for t in self.zygote_deaths if now - t < 60] + [now]
+        if len(self.zygote_deaths) > self.MAX_ZYGOTE_RESTARTS:
+            say("the server process keeps dying; giving up")
+            return False
+        say(f"the server process exited (status {status}); starting it again")
+        self._kill_workers()
+        self._spawn_zygote()
+        self.send(op="start")
+        return True
+
+    def _kill_workers(self) -> None:
+        for pid in list(self.workers):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.workers.clear()
+        self.current = None
+
+    def stop(self) -> None:
+        """Stop the workers and the zygote, at most ``GRACE`` + 2 seconds."""
+        self.stopping = True
+        zygote = self.zygote
+        if zygote is not None and zygote.poll() is None:
+            self.send(op="quit")
+            try:
+                zygote.wait(GRACE + 2)
+            except subprocess.TimeoutExpired:
+                say("the server process did not stop in time; killing it")
+                zygote.kill()
+                zygote.wait(5)
+        # workers the zygote started and did not see exit (it was killed);
+        # its last reports are read first
+        if self.reader is not None:
+            self.reader.join(2)
+        while True:
+            try:
+                self._handle(self.messages.get_nowait())
+            except queue.Empty:
+                break
+        self._kill_workers()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        self.watcher.close()

@@ -460,6 +460,7 @@ def test_broken_settings_wait_for_a_fix(project: Path):
     ("signame", "target"),
     [
         ("SIGINT", "group"),  # Ctrl-C in a terminal reaches every process
+        ("SIGHUP", "group"),  # and so does closing the terminal
         ("SIGINT", "supervisor"),
         ("SIGTERM", "supervisor"),
         ("SIGKILL", "supervisor"),  # no clean-up code runs in the supervisor
