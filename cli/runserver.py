@@ -199,7 +199,8 @@ def runserver(
         say(f"serving on {_url(host, port)} without reloading (Ctrl-C to stop)")
         from .zygote import preload, run_worker
 
-        config = _config(app_spec, root, listener.fileno(), False, access_log)
+        # the worker's gevent socket takes the descriptor over
+        config = _config(app_spec, root, listener.detach(), False, access_log)
         preload()
         sys.exit(run_worker(config, None, {"mode": "app"}))
     _supervise(addrport, app_spec, root, browser_reload, reloader, access_log)

@@ -108,7 +108,8 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
     """Load the project and serve on the inherited socket until told to
     stop (by the zygote through ``control_fd``, by SIGTERM or SIGINT).
 
-    :param config: what the command was given (see :func:`_config`).
+    :param config: what the command was given (see
+        ``webpy_socketio.cli.runserver._config``).
     :param control_fd: the read end of the zygote's pipe (None: no zygote,
         ``--noreload``).
     :param start: the zygote's start order (``mode``, ``seen``, ...).
