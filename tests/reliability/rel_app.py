@@ -221,6 +221,17 @@ def _count_instances(*types):
     return found
 
 
+def _greenlet_kinds():
+    """What each live greenlet runs (its function, or where it is parked)."""
+    kinds = Counter()
+    for obj in gc.get_objects():
+        if isinstance(obj, greenlet.greenlet) and not obj.dead:
+            run = getattr(obj, "_run", None) or getattr(obj, "run", None)
+            name = getattr(run, "__qualname__", None) or type(obj).__name__
+            kinds[name] += 1
+    return dict(kinds)
+
+
 class Registry:
     """What the process holds. ``?gc=1`` collects garbage first and counts
     live handler-side objects and greenlets (a full heap walk: slow)."""
@@ -256,7 +267,12 @@ class Registry:
             result["greenlets"] = sum(
                 1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead
             )
+            result["greenlet_kinds"] = _greenlet_kinds()
             result["rss_kb"] = _rss_kb()
+        if web.input(types="").types:
+            # the most numerous object types, to find what a leak is made of
+            counts = Counter(type(o).__qualname__ for o in gc.get_objects())
+            result["types"] = dict(counts.most_common(40))
         web.header("Content-Type", "application/json")
         return json.dumps(result)
 
