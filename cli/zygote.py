@@ -117,6 +117,7 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
     """
     import gevent
     from gevent.event import Event
+    from gevent.pool import Pool
     from gevent.pywsgi import WSGIServer
     from gevent.socket import wait_read
 
@@ -126,6 +127,9 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
     began = time.monotonic()
     listener = socket.socket(fileno=config["listen_fd"])
     log = "default" if config["access_log"] else None
+    # handlers in a pool, so that stopping waits for the requests this
+    # worker has accepted instead of resetting their connections
+    handlers = Pool()
     server: Any = None
     loaded = False
     detail = start.get("detail") or "failed to import"
@@ -134,7 +138,7 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
 
         try:
             application = load_app(config["app"], config["root"])
-            server = SocketIOServer(listener, application, log=log)
+            server = SocketIOServer(listener, application, log=log, spawn=handlers)
             loaded = True
         except (Exception, SystemExit) as exc:
             sys.stderr.write(describe_error(exc))
@@ -143,7 +147,7 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
             detail = f"raised {type(exc).__name__} while loading"
     if server is None:
         say("serving a 503 page until a change is saved")
-        server = WSGIServer(listener, _failure_app(detail), log=None)
+        server = WSGIServer(listener, _failure_app(detail), log=None, spawn=handlers)
     stop = Event()
     stop_order: dict[str, Any] = {}
     # SIGHUP too: a closed terminal stops the worker as cleanly as Ctrl-C
@@ -191,7 +195,7 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
         left = close_sockets(GRACE - 0.5)
         if left:
             say(f"{left} sockets did not close in time")
-    server.stop(timeout=0.5)
+    server.stop(timeout=1)
     return 0
 
 

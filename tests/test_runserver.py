@@ -288,6 +288,42 @@ def test_edited_handler_is_served(dev: DevServer):
 
 
 @pytest.mark.server
+def test_no_request_refused_during_reloads(dev: DevServer):
+    """A client requesting without pause through three reloads: every
+    request is answered (the socket stays open; requests wait in the
+    backlog), and the values only move forward."""
+    import threading
+
+    answers: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set() and len(answers) < 20000:
+            try:
+                with urllib.request.urlopen(dev.url + "/value", timeout=10) as response:
+                    answers.append(json.loads(response.read())["value"])
+            except Exception as exc:  # noqa: BLE001 - every failure is the finding
+                failures.append(repr(exc))
+
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        for value in ("v2", "v3", "v4"):
+            time.sleep(0.3)
+            set_value(dev.project, value)
+            dev.wait_value(value)
+    finally:
+        stop.set()
+        thread.join(15)
+    assert failures == []
+    assert len(answers) > 30, answers  # it did keep requesting
+    assert answers[0] == "v1" and answers[-1] == "v4"
+    order = ["v1", "v2", "v3", "v4"]
+    assert [order.index(a) for a in answers] == sorted(order.index(a) for a in answers)
+
+
+@pytest.mark.server
 def test_banner(dev: DevServer):
     output = dev.output()
     versions = r"Python 3\.\d+\.\d+, webpy-socketio \S+, web\.py \S+, python-socketio \S+"
