@@ -130,7 +130,7 @@ def _read_address(addrport: str | None) -> tuple[str, int]:
     return parse_addrport(addrport, values["SOCKETIO_HOST"], values["SOCKETIO_PORT"])
 
 
-@click.command("runserver")
+@click.command("runserver", short_help="Serve for development, reloading on every change.")
 @click.argument("addrport", required=False, metavar="[ADDR:]PORT")
 @click.option(
     "--app",
@@ -154,7 +154,12 @@ def _read_address(addrport: str | None) -> tuple[str, int]:
     show_default=True,
     help="How changes are noticed: file system events, or polling modification times.",
 )
-@click.option("--access-log/--no-access-log", default=True, show_default=True)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One line per HTTP request on stderr.",
+)
 def runserver(
     addrport: str | None,
     app_spec: str | None,
