@@ -499,7 +499,8 @@ async function fanout() {
       const r = await runPhase(kind, M, true);
       reps[kind].push(r);
       if (r.clean) clean++;
-      await sleep(200);
+      // after a disturbed repetition, give the other load a moment to pass
+      await sleep(r.clean ? 200 : 1500);
     }
   }
   for (const c of conn.clients) c.close();
@@ -559,6 +560,7 @@ async function echo() {
     };
     reps.push(r);
     if (r.clean) clean++;
+    else await sleep(1500);
   }
   running = false;
   await Promise.race([Promise.all(loops), sleep(5000)]);

@@ -47,6 +47,24 @@ def used(reps: list[dict]) -> str:
     return f"{sum(1 for r in reps if r.get('clean'))}/{len(reps)}"
 
 
+class Value(float):
+    """A median that had to include disturbed repetitions (no clean one)."""
+
+    disturbed = True
+
+
+def med_marked(reps: list[dict], key: str) -> float | None:
+    """:func:`med`, as a :class:`Value` when no repetition was clean."""
+    value = med(reps, key)
+    if value is not None and not any(r.get("clean") for r in reps):
+        return Value(value)
+    return value
+
+
+def mark(value: float | None) -> str:
+    return " ⚠" if getattr(value, "disturbed", False) else ""
+
+
 def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
     """(label, better, value per server) for the headline table."""
     rows: list[tuple[str, str, dict[str, float | None]]] = []
@@ -57,7 +75,7 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
                 f"fan-out deliveries/s, N={n}",
                 "higher",
                 {
-                    s: med(by_server[s]["reps"]["flood"], "deliveries_per_s")
+                    s: med_marked(by_server[s]["reps"]["flood"], "deliveries_per_s")
                     for s in servers
                     if "reps" in by_server.get(s, {})
                 },
@@ -77,7 +95,7 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
                     f"fan-out {label}, N={last}",
                     "lower",
                     {
-                        s: med(by_server[s]["reps"][phase], key)
+                        s: med_marked(by_server[s]["reps"][phase], key)
                         for s in servers
                         if "reps" in by_server.get(s, {})
                     },
@@ -93,7 +111,11 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
                 (
                     f"{label} ({summary['params']['echo_clients']} clients)",
                     better,
-                    {s: med(r["reps"], key) for s, r in summary["echo"].items() if "reps" in r},
+                    {
+                        s: med_marked(r["reps"], key)
+                        for s, r in summary["echo"].items()
+                        if "reps" in r
+                    },
                 )
             )
     if summary["conns"]:
@@ -105,7 +127,7 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
                     title,
                     "lower",
                     {
-                        s: med([r for r in reps if "error" not in r], key)
+                        s: med_marked([r for r in reps if "error" not in r], key)
                         for s, reps in summary["conns"].items()
                     },
                 )
@@ -128,7 +150,7 @@ def goals(rows: list[tuple[str, str, dict[str, float | None]]]) -> list[str]:
                 ok = r >= limit if op == ">=" else r <= limit
                 out.append(
                     f"- {label}: {name}/{ref} = **{r:.2f}×** (goal {op} {limit}): "
-                    f"{'met' if ok else 'NOT met'}"
+                    f"{'met' if ok else 'NOT met'}{mark(values.get(name))}{mark(values.get(ref))}"
                 )
                 return
 
@@ -174,7 +196,11 @@ def render(summary: dict) -> tuple[str, str]:
     add("")
     add("## Headline: ratios to Node socket.io (= 1.00)")
     add("")
-    add("Medians of the clean repetitions; the measured value is in brackets.")
+    add(
+        "Medians of the clean repetitions; the measured value is in brackets. ⚠ marks a "
+        "value with no clean repetition at all (the machine was busy throughout): its median "
+        "is over disturbed repetitions and is not a fair comparison."
+    )
     add("")
     add("| metric | better | " + " | ".join(names) + " |")
     add("|---|---|" + "---|" * len(names))
@@ -185,7 +211,7 @@ def render(summary: dict) -> tuple[str, str]:
             value = values.get(s)
             r = ratio(value, ref)
             digits = 0 if (value or 0) >= 100 else 2
-            cells.append("–" if r is None else f"**{r:.2f}** ({fmt(value, digits)})")
+            cells.append("–" if r is None else f"**{r:.2f}** ({fmt(value, digits)}){mark(value)}")
         add(f"| {label} | {better} | " + " | ".join(cells) + " |")
     add("")
     add("### The issue's goals in this run")
@@ -346,7 +372,7 @@ def render(summary: dict) -> tuple[str, str]:
         for s in names:
             value = values.get(s)
             r = ratio(value, ref)
-            parts.append(f"{s} {'–' if r is None else f'{r:.2f}x'} ({fmt(value, 2)})")
+            parts.append(f"{s} {'–' if r is None else f'{r:.2f}x'} ({fmt(value, 2)}){mark(value)}")
         console.append(f"  {label}: " + ", ".join(parts))
     console.append("Goals:")
     console.extend("  " + g[2:].replace("**", "") for g in goals(rows))

@@ -478,7 +478,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--client-cpu", default="1")
     p.add_argument("--max-interference", type=float, default=15.0)
     p.add_argument(
-        "--max-extra", type=int, default=2, help="extra repetitions allowed to replace unclean ones"
+        "--max-extra", type=int, default=3, help="extra repetitions allowed to replace unclean ones"
     )
     p.add_argument("--python", default=None, help="interpreter that runs webpy-socketio")
     p.add_argument("--results", default=None, help="write RESULTS.md here")
