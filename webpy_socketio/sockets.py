@@ -33,6 +33,8 @@ class Socket:
         self.session = SimpleNamespace(session_id=session_id)
         self.disconnect_reason: str | None = None
         self._engine = engine
+        # the channels joined through subscribe(), in order (see channels)
+        self._joined: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"<Socket {self.session_id}>"
@@ -40,7 +42,15 @@ class Socket:
     @property
     def channels(self) -> list[str]:
         """The channels this socket is subscribed to."""
-        return _channels.channels_of(self._engine, self.session_id)
+        # python-socketio has no index from a socket to its rooms, and every
+        # connected socket has a room of its own: walking the rooms made each
+        # subscription and channel-bound message cost time in proportion to
+        # the number of clients. The channels this socket joined are checked
+        # against the rooms instead, so a room emptied by other means (the
+        # disconnect, close_room) still drops out.
+        rooms = self._engine.manager.rooms.get("/", {})
+        sid = self.session_id
+        return [c for c in self._joined if sid in rooms.get(_channels.room(c), ())]
 
     @property
     def connected(self) -> bool:
@@ -100,12 +110,14 @@ class Socket:
         """
         _channels.validate(channel)
         self._engine.enter_room(self.session_id, _channels.room(channel))
+        self._joined[channel] = None
 
     def unsubscribe(self, channel: str) -> None:
         """Remove this socket from ``channel`` (nothing happens if it was
         not subscribed)."""
         _channels.validate(channel)
         self._engine.leave_room(self.session_id, _channels.room(channel))
+        self._joined.pop(channel, None)
 
     def disconnect(self) -> None:
         """Close the connection from the server side."""

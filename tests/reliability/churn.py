@@ -48,7 +48,7 @@ class Client:
     def __init__(self, n: int, rng: random.Random, args: argparse.Namespace) -> None:
         self.n = n
         self.polling = rng.random() < args.polling_share
-        self.drop = rng.choice(DROPS)
+        self.drop = rng.choice(args.drops)
         if self.polling and self.drop == "fin":
             self.drop = "reset"
         self.channels = sorted(
@@ -117,6 +117,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--max-seconds", type=float, default=600)
+    parser.add_argument("--drops", default=",".join(DROPS), type=lambda v: v.split(","))
     args = parser.parse_args()
     gevent.spawn_later(args.max_seconds, lambda: sys.exit(3))
     rng = random.Random(args.seed)
@@ -145,7 +146,7 @@ def main() -> int:
         )
         wait_for_go()
         started = time.monotonic()
-        drops = {d: 0 for d in DROPS}
+        drops = {d: 0 for d in args.drops}
         for client in ok:
             drops[client.drop] += 1
         gevent.joinall([gevent.spawn(c.drop_now) for c in clients], timeout=60)

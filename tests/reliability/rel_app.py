@@ -138,6 +138,12 @@ def message(request, socket, context, message):
     return None
 
 
+@on_message(channel="^mine-")
+def channel_bound(request, socket, context, message):
+    # only here so that every message asks for the socket's channels
+    COUNTS["channel_bound"] += 1
+
+
 @on_subscribe
 def subscribing(request, socket, context, channel):
     _maybe_fail(context, "subscribe")

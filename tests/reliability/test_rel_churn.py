@@ -35,7 +35,7 @@ MAX_RSS_GROWTH = 0.05
 class Driver:
     """churn.py in its own process, one JSON line per phase."""
 
-    def __init__(self, server: RelServer) -> None:
+    def __init__(self, server: RelServer, *options: str) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -48,6 +48,7 @@ class Driver:
                 str(ROUNDS),
                 "--seed",
                 str(SEED),
+                *options,
             ],
             cwd=HERE,
             env=python_env(),
