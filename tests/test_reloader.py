@@ -268,7 +268,10 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     path hooks, the settings selection."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(sys, "path_hooks", list(sys.path_hooks))
-    monkeypatch.delenv(loading.SETTINGS_ENV, raising=False)
+    # set, then removed: monkeypatch then restores whatever was there before,
+    # also when the code under test sets the variable itself
+    monkeypatch.setenv(loading.SETTINGS_ENV, "unused")
+    monkeypatch.delenv(loading.SETTINGS_ENV)
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:

@@ -42,6 +42,15 @@ EVENTS_PY = 'VALUE = "{value}"'
 # -- helpers -------------------------------------------------------------------------
 
 
+def wsio_env() -> dict[str, str]:
+    """The environment of a ``wsio`` process: the project's own settings
+    module, whatever the shell (or another test) selected."""
+    env = python_env()
+    env.pop("WSIO_SETTINGS_MODULE", None)
+    env.pop("WSIO_BROWSER_RELOAD", None)
+    return env
+
+
 def copy_project(dest: Path) -> Path:
     shutil.copytree(PROJECT, dest, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
@@ -98,7 +107,7 @@ class DevServer(Process):
             [WSIO, "runserver", f"127.0.0.1:{self.port}", *args],
             log,
             cwd=project,
-            env=python_env(),
+            env=wsio_env(),
         )
         if not wait_until(lambda: "started in" in self.output(), timeout=30):
             self.stop()
@@ -211,7 +220,7 @@ def run_wsio(cwd: Path, *args: str, timeout: float = 30) -> subprocess.Completed
         capture_output=True,
         text=True,
         timeout=timeout,
-        env=python_env(),
+        env=wsio_env(),
     )
 
 
@@ -404,7 +413,7 @@ def test_stale_bytecode_never_served(project: Path):
         cwd=project,
         capture_output=True,
         text=True,
-        env={**python_env(), "PYTHONDONTWRITEBYTECODE": "1"},
+        env={**wsio_env(), "PYTHONDONTWRITEBYTECODE": "1"},
         timeout=30,
     )
     assert plain.stdout.strip() == "v1", "the trap did not reproduce"
@@ -434,7 +443,7 @@ def test_address_from_settings_and_from_a_subfolder(project: Path):
     port = free_port()
     (project / "settings.py").write_text(f"SOCKETIO_PORT = {port}\n")
     log = output_dir("runserver") / f"settings-port-{port}.log"
-    server = Process([WSIO, "runserver"], log, cwd=project / "templates", env=python_env())
+    server = Process([WSIO, "runserver"], log, cwd=project / "templates", env=wsio_env())
     try:
         assert wait_until(lambda: "started in" in server.output(), timeout=30), server.output()
         assert f"serving on http://127.0.0.1:{port}/" in server.output()
@@ -453,7 +462,7 @@ def test_serves_a_wsio_new_project_as_made(tmp_path: Path, variant: str):
     port = free_port()
     made = render("devchat", tmp_path, variant=variant, port=port)
     log = output_dir("runserver") / f"new-{variant}-{port}.log"
-    server = Process([WSIO, "runserver"], log, cwd=made, env=python_env())
+    server = Process([WSIO, "runserver"], log, cwd=made, env=wsio_env())
     try:
         assert wait_until(lambda: "started in" in server.output(), timeout=30), server.output()
         url = f"http://127.0.0.1:{port}/"
@@ -475,7 +484,7 @@ def test_broken_settings_wait_for_a_fix(project: Path):
     settings = project / "settings.py"
     settings.write_text("SOCKETIO_PORTT = 8000\n")
     log = output_dir("runserver") / f"bad-settings-{os.getpid()}.log"
-    server = Process([WSIO, "runserver"], log, cwd=project, env=python_env())
+    server = Process([WSIO, "runserver"], log, cwd=project, env=wsio_env())
     try:
         assert wait_until(lambda: "waiting for a change" in server.output(), timeout=30)
         assert "Did you mean SOCKETIO_PORT?" in server.output()
