@@ -37,6 +37,8 @@ from webpy_socketio.cli.reloader import (
 from webpy_socketio import settings as wsio_settings
 from webpy_socketio.exceptions import ImproperlyConfigured
 
+TIMESTAMP = py_compile.PycInvalidationMode.TIMESTAMP
+
 
 def write(path: Path, text: str = "x = 1\n") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -432,7 +434,7 @@ def test_always_compile_ignores_stale_bytecode(tmp_path: Path, isolated):
     venv_module = write(tmp_path / "proj" / ".venv" / "ld_dep.py", 'VALUE = "old"\n')
     for path in (module, venv_module):
         stat = path.stat()
-        py_compile.compile(str(path), doraise=True)
+        py_compile.compile(str(path), doraise=True, invalidation_mode=TIMESTAMP)
         path.write_text('VALUE = "new"\n')  # same size, same mtime: the .pyc looks current
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     sys.path[:0] = [str(tmp_path / "proj"), str(tmp_path / "proj" / ".venv")]
