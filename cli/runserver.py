@@ -271,8 +271,8 @@ class Supervisor:
     orders a restart when the watcher reports changes.
 
     :param listener: the bound, listening socket (kept open throughout).
-    :param zygote_command: how to start the zygote; ``{fd}`` in it is
-        replaced by the zygote's end of the control socket.
+    :param zygote_command: the zygote's command line, given the number of
+        its end of the control socket.
     :param env: the zygote's environment.
     :param watcher: a started watcher.
     :param browser_reload: tell pages to reload when templates or static

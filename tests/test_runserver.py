@@ -401,6 +401,21 @@ def test_worker_stuck_in_the_project_is_killed(dev: DevServer):
 
 
 @pytest.mark.server
+def test_killed_zygote_is_replaced(dev: DevServer):
+    table = process_table()
+    zygote = next(p for p, (ppid, _) in table.items() if ppid == dev.pid)
+    worker = next(p for p, (ppid, _) in table.items() if ppid == zygote)
+    os.kill(zygote, signal.SIGKILL)
+    dev.wait_output("the server process exited (status -9); starting it again")
+    assert dev.wait_value("v1")["pid"] != worker
+    # the old worker saw its zygote go and stopped by itself
+    assert wait_until(lambda: not alive({worker}), timeout=10)
+    assert wait_until(lambda: len(descendants(dev.pid)) == 2, timeout=10)
+    set_value(dev.project, "v2")
+    dev.wait_value("v2")
+
+
+@pytest.mark.server
 def test_stale_bytecode_never_served(project: Path):
     """A .pyc written for events.py, then an edit with the same size and the
     same mtime second: a plain interpreter serves the old code from the
