@@ -38,6 +38,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
+from .protocol import CheckedPacket, DropsInvalidPackets, EndsOnUndecodableBody, log_invalid
 from .websocket import CLOSE_TIMEOUT, EngineWebSocket, WebSocket, encode_message
 
 _NOOP = eio_packet.NOOP
@@ -76,7 +77,7 @@ class _Forward:
         return 0
 
 
-class DirectSocket(EngineIOSocket):
+class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
     """An engine.io socket that writes straight to its websocket."""
 
     #: the websocket once the connection uses it (None over long-polling)
@@ -212,6 +213,10 @@ class DirectSocket(EngineIOSocket):
                 pass
             except eio_exceptions.SocketIsClosedError:
                 return
+            except (ValueError, IndexError, RecursionError) as exc:
+                # not Engine.IO at all: end the connection
+                log_invalid(f"Engine.IO session {sid}", exc)
+                return
             except Exception:
                 self.server.logger.exception("error handling a websocket packet")
                 return
@@ -238,7 +243,7 @@ class EngineIOServer(engineio.Server):
         return super()._trigger_event(event, *args, **kwargs)
 
 
-class Packet(socketio.packet.Packet):
+class Packet(CheckedPacket, socketio.packet.Packet):
     """python-socketio's packet, with a quicker test for binary data (it
     runs for every packet built: python-socketio's builds a list and
     reduces it at every level of the data)."""
@@ -264,7 +269,7 @@ class Packet(socketio.packet.Packet):
 _PLAIN = frozenset((str, int, float, bool, type(None)))
 
 
-class Server(socketio.Server):
+class Server(DropsInvalidPackets, socketio.Server):
     """python-socketio's server on :class:`EngineIOServer`, delivering
     packets to websocket sockets directly."""
 

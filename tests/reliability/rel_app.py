@@ -255,6 +255,13 @@ class Registry:
             "rooms_all": sum(len(ns) for ns in manager.rooms.values()),
             "namespaces": sorted(str(n) for n in manager.rooms),
             "eio_sockets": len(engine.eio.sockets),
+            "eio_states": dict(
+                Counter(
+                    f"{type(s).__name__} closed={s.closed} closing={s.closing} "
+                    f"upgraded={s.upgraded} connected={s.connected}"
+                    for s in list(engine.eio.sockets.values())
+                )
+            ),
             "environ": len(engine.environ),
             "binary_pending": len(engine._binary_packet),
             "callbacks": sum(len(c) for c in manager.callbacks.values()),

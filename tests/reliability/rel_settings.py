@@ -6,3 +6,7 @@ SOCKETIO_MAX_MESSAGE_BYTES = 20_000
 # the handler's log line per message is part of what is exercised, but at
 # 100,000 hostile inputs it would only fill the disk
 SOCKETIO_MESSAGE_LOG_FORMAT = None
+# engine.io removes closed sessions in a sweep that takes a ping timeout;
+# a short one lets the tests see an empty registry within seconds
+SOCKETIO_PING_INTERVAL = 5
+SOCKETIO_PING_TIMEOUT = 5

@@ -1,0 +1,120 @@
+"""Invalid packets: each is dropped with one log line naming the client and
+the reason (no traceback), the connection goes on where the protocol allows
+it, and a broken binary packet does not swallow the messages after it."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from rawsio import OP_BINARY, OP_TEXT, Closed, PollSession, WsSession, ws_frame
+from relsupport import leftovers
+
+pytestmark = [pytest.mark.reliability, pytest.mark.server]
+
+DROPPED = "Dropped an invalid packet from 127.0.0.1"
+
+INVALID_SOCKETIO = [
+    "42",  # an event with no payload
+    "42[]",  # an event with no name
+    "42[1,2]",  # a name that is not a string
+    '42{"a":1}',  # not a list
+    '42["message"',  # bad JSON
+    "42" + "[" * 3000 + "]" * 3000,  # nesting past the parser's limit
+    "43{}",  # an acknowledgement that is not a list
+    "40[1]",  # CONNECT data that is not an object
+    '44"no"',  # CONNECT_ERROR from a client
+    "47",  # no such packet type
+    "4x",
+    "42" + "1" * 120 + "[]",  # an ack id past python-socketio's 100 digits
+]
+
+
+class Log:
+    """What a server process wrote to its log since the last call."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.seen = len(server.output())
+
+    def new(self, wait_for: str = "", count: int = 0, timeout: float = 5.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.server.output()[self.seen :]
+            if text.count(wait_for) >= count or time.monotonic() > deadline:
+                self.seen += len(text)
+                return text
+            time.sleep(0.05)
+
+
+def probe(session, n: int) -> None:
+    assert session.call("message", {"op": "probe", "n": n}) == [{"probe": n}]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_invalid_socketio_packets_cost_one_line_each(rel_server, transport):
+    # engine.io logged each one with a dozen lines of traceback, formatting
+    # which cost the server more than the packet itself
+    log = Log(rel_server)
+    cls = WsSession if transport == "websocket" else PollSession
+    session = cls(rel_server.host, rel_server.port)
+    sid = session.connect()
+    for n, packet in enumerate(INVALID_SOCKETIO):
+        session.send_packet(packet)
+        probe(session, n)  # the connection still works
+    session.close()
+    text = log.new(DROPPED, len(INVALID_SOCKETIO))
+    lines = [line for line in text.splitlines() if DROPPED in line]
+    assert len(lines) == len(INVALID_SOCKETIO), text
+    assert all(f"session {sid}:" in line for line in lines), lines
+    assert "Traceback" not in text
+    assert "an event must be a list that starts with the event's name" in text
+
+
+def test_broken_binary_packet_does_not_swallow_later_messages(rel_server):
+    # python-socketio kept a binary packet whose attachment could not be put
+    # in place, so every later message of the connection was taken for one
+    # more attachment and dropped: the connection looked alive and was deaf
+    log = Log(rel_server)
+    session = WsSession(rel_server.host, rel_server.port)
+    session.connect()
+    header = "451-" + json.dumps(["message", {"_placeholder": True, "num": 5}])
+    session.send_raw(ws_frame(OP_TEXT, header.encode()) + ws_frame(OP_BINARY, b"\x00\x01"))
+    for n in range(3):
+        probe(session, n)
+    session.close()
+    text = log.new(DROPPED, 1)
+    assert text.count(DROPPED) == 1 and "bad binary attachment" in text, text
+
+
+def test_packet_that_is_not_engineio_ends_the_connection(rel_server):
+    log = Log(rel_server)
+    session = WsSession(rel_server.host, rel_server.port)
+    session.connect()
+    session.send_packet("x-not-a-packet-type")
+    with pytest.raises(Closed):
+        probe(session, 0)
+    session.close("fin")
+    text = log.new("Dropped an invalid packet from Engine.IO session", 1)
+    assert "invalid literal for int()" in text and "Traceback" not in text, text
+
+
+@pytest.mark.parametrize(
+    "body", [b"\xff\xfe42[]", b"x", b"b!!!not-base64"], ids=["not-utf8", "bad-type", "bad-base64"]
+)
+def test_polling_body_that_is_not_engineio_ends_the_session(rel_server, body):
+    # engine.io logged a traceback, answered 200 and dropped the rest of
+    # the body without a word; now it is a 400, as a websocket would close
+    log = Log(rel_server)
+    session = PollSession(rel_server.host, rel_server.port)
+    session.connect()
+    session.start_poll()  # as the official client, which always has a GET out
+    assert session.post(body).status == 400
+    with pytest.raises(Closed):
+        probe(session, 0)
+    session.close("fin")
+    text = log.new("Dropped an invalid packet from 127.0.0.1, Engine.IO session", 1)
+    assert "Traceback" not in text, text
+    reading = rel_server.wait_idle(15)
+    assert not leftovers(reading), json.dumps(reading["eio_states"])

@@ -1,0 +1,128 @@
+"""What the engine does with packets that break the protocol.
+
+python-socketio and engine.io answer a malformed packet from a client with
+an exception, which engine.io logs with its whole traceback: a dozen lines
+per bad packet, formatted at a cost greater than handling the packet, and
+burying the tracebacks that matter (a handler's). Here a bad packet is
+dropped with one warning line that names the session and the reason (the
+traceback is logged at DEBUG level, for whoever needs it). At the Socket.IO
+level the connection stays up; a packet Engine.IO cannot even decode ends
+the connection, as it does on the websocket transport.
+
+Packets are checked as the reference JavaScript parser checks them: an
+event is a list that starts with the event's name, an acknowledgement is a
+list, CONNECT carries an object or nothing. Anything else used to reach
+python-socketio's handlers and fail there (``'NoneType' object is not
+subscriptable``) or in the dispatcher.
+
+The classes here are mixins for :mod:`webpy_socketio.fastpath`'s packet,
+server and socket classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from engineio import exceptions as eio_exceptions
+from socketio import packet as sio_packet
+
+logger = logging.getLogger("webpy_socketio")
+
+#: what decoding untrusted text can raise (UnicodeDecodeError, JSON and
+#: base64 errors are ValueErrors; deep nesting is a RecursionError)
+DECODE_ERRORS = (ValueError, TypeError, IndexError, KeyError, RecursionError)
+
+
+class MalformedPacket(ValueError):
+    """A packet that is not valid Socket.IO; ``str()`` says why."""
+
+
+def log_invalid(who: str, exc: BaseException) -> None:
+    """One warning line for a dropped packet; ``who`` names the client."""
+    reason = str(exc) if isinstance(exc, MalformedPacket) else f"{type(exc).__name__}: {exc}"
+    logger.warning("Dropped an invalid packet from %s: %.200s", who, reason)
+    logger.debug("Invalid packet from %s", who, exc_info=exc)
+
+
+def payload_problem(packet_type: Any, data: Any) -> str | None:
+    """Why a decoded packet cannot be valid, or None."""
+    if packet_type in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
+        if not (isinstance(data, list) and data and isinstance(data[0], str)):
+            return "an event must be a list that starts with the event's name"
+    elif packet_type in (sio_packet.ACK, sio_packet.BINARY_ACK):
+        if not isinstance(data, list):
+            return "an acknowledgement must be a list"
+    elif packet_type == sio_packet.CONNECT:
+        if data is not None and not isinstance(data, dict):
+            return "CONNECT data must be an object"
+    elif packet_type == sio_packet.CONNECT_ERROR:
+        if not isinstance(data, str | dict):
+            return "CONNECT_ERROR data must be a string or an object"
+    elif packet_type != sio_packet.DISCONNECT:
+        return f"unknown packet type {packet_type!r}"
+    return None
+
+
+class CheckedPacket:
+    """Mixin for a ``socketio.packet.Packet`` class: every decoding error
+    becomes :class:`MalformedPacket`, and payloads are checked."""
+
+    packet_type: Any
+    data: Any
+
+    def decode(self, encoded_packet: Any) -> int:
+        try:
+            count = super().decode(encoded_packet)  # type: ignore[misc]
+        except DECODE_ERRORS as exc:
+            raise MalformedPacket(f"{type(exc).__name__}: {exc}") from None
+        problem = payload_problem(self.packet_type, self.data)
+        if problem is not None:
+            raise MalformedPacket(problem)
+        return int(count or 0)
+
+    def add_attachment(self, attachment: Any) -> bool:
+        try:
+            return bool(super().add_attachment(attachment))  # type: ignore[misc]
+        except DECODE_ERRORS as exc:
+            # a placeholder that points at no attachment, or too many of them
+            raise MalformedPacket(f"bad binary attachment ({type(exc).__name__}: {exc})") from None
+
+
+class DropsInvalidPackets:
+    """Mixin for a ``socketio.Server``: an invalid packet is logged in one
+    line and dropped; the connection stays up."""
+
+    _binary_packet: dict[str, Any]
+    environ: dict[str, Any]
+    manager: Any
+
+    def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            super()._handle_eio_message(eio_sid, data)  # type: ignore[misc]
+        except ValueError as exc:  # MalformedPacket, or python-socketio's own checks
+            # python-socketio keeps a binary packet whose attachment failed,
+            # and then took every later message of the connection for one
+            # more attachment (each dropped): forget it
+            self._binary_packet.pop(eio_sid, None)
+            # the address, and the id handlers know the socket by
+            address = self.environ.get(eio_sid, {}).get("REMOTE_ADDR", "?")
+            sid = self.manager.sid_from_eio_sid(eio_sid, "/") or eio_sid
+            log_invalid(f"{address}, session {sid}", exc)
+
+
+class EndsOnUndecodableBody:
+    """Mixin for an engine.io socket: a long-polling body that is not valid
+    Engine.IO (not UTF-8, an unknown packet type, bad base64) ends the
+    session with a 400, as such a websocket message closes the connection.
+    engine.io logged a traceback, answered 200 and dropped the rest of the
+    body."""
+
+    sid: str
+
+    def handle_post_request(self, environ: dict[str, Any]) -> None:
+        try:
+            super().handle_post_request(environ)  # type: ignore[misc]
+        except DECODE_ERRORS as exc:
+            log_invalid(f"{environ.get('REMOTE_ADDR', '?')}, Engine.IO session {self.sid}", exc)
+            raise eio_exceptions.UnknownPacketError() from None
