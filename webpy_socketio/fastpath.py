@@ -83,6 +83,15 @@ class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
     #: the websocket once the connection uses it (None over long-polling)
     direct: WebSocket | None = None
     _ping_timer: Any = None
+    #: long-polling GETs waiting on this socket right now
+    _polls = 0
+
+    def poll(self) -> Any:
+        self._polls += 1
+        try:
+            return super().poll()
+        finally:
+            self._polls -= 1
 
     def send(self, pkt: Any) -> None:
         ws = self.direct
@@ -97,9 +106,11 @@ class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
             # engine.io's close(wait=True) waits, with no limit, until a poll
             # takes the CLOSE packet. A client with no GET pending that posts
             # a packet ending the session never got an answer, and its
-            # session and request greenlet stayed for good.
+            # session and request greenlet stayed for good. Only a poll
+            # already waiting can take it (a later GET is refused: the
+            # session is closed), so wait only for that one, and not long.
             super().close(wait=False, abort=abort, reason=reason)
-            if wait:
+            if wait and self._polls:
                 self.queue.join(CLOSE_TIMEOUT)
             return
         if self.closed or self.closing:

@@ -99,6 +99,10 @@ class DropsInvalidPackets:
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:
+            if not data and eio_sid not in self._binary_packet:
+                # python-socketio does not decode an empty packet at all (the
+                # Engine.IO message "4"): it became an event with no data
+                raise MalformedPacket("an empty packet")
             super()._handle_eio_message(eio_sid, data)  # type: ignore[misc]
         except ValueError as exc:  # MalformedPacket, or python-socketio's own checks
             # python-socketio keeps a binary packet whose attachment failed,

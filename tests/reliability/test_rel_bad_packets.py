@@ -16,6 +16,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.server]
 DROPPED = "Dropped an invalid packet from 127.0.0.1"
 
 INVALID_SOCKETIO = [
+    "4",  # an Engine.IO message with no Socket.IO packet in it
     "42",  # an event with no payload
     "42[]",  # an event with no name
     "42[1,2]",  # a name that is not a string
