@@ -104,6 +104,70 @@ def _emit_reload(message: dict[str, Any]) -> None:
     engine.emit("wsio:reload", payload, namespace="/", ignore_queue=True)
 
 
+class _Drain:
+    """Stops a worker taking requests on kept-alive connections.
+
+    A browser sends its next request (the reloaded page, the first request of
+    a new Socket.IO session) on any idle connection it keeps. Served by the
+    stopping worker, that request would get the old code, or split a new
+    Socket.IO session between two processes ("Invalid session"). Once
+    :meth:`start` is called, idle kept-alive connections are shut (the
+    browser opens a new one, which the new worker accepts), responses still
+    being made say ``Connection: close``, and no further request is read.
+    A connection accepted just before the stop still gets its first request
+    answered, if that arrives within :attr:`FIRST_REQUEST` seconds.
+    """
+
+    FIRST_REQUEST = 0.2
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.idle: dict[Any, bool] = {}  # handler -> has served a request
+
+    def handler_class(self, base: type) -> type:
+        drain = self
+
+        class DrainingHandler(base):  # type: ignore[valid-type,misc]
+            served = False
+
+            def read_requestline(self) -> str:
+                if drain.stopping and self.served:
+                    return ""  # as if the client closed: the connection ends
+                drain.idle[self] = self.served
+                try:
+                    line: str = super().read_requestline()
+                finally:
+                    drain.idle.pop(self, None)
+                self.served = True
+                return line
+
+            def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+                if drain.stopping and not status.startswith("101"):
+                    headers = [(k, v) for k, v in headers if k.lower() != "connection"]
+                    headers.append(("Connection", "close"))
+                return super().start_response(status, headers, exc_info)
+
+        return DrainingHandler
+
+    def start(self) -> None:
+        import gevent
+
+        self.stopping = True
+        for handler, kept_alive in list(self.idle.items()):
+            if kept_alive:
+                self._shut(handler)
+            else:
+                gevent.spawn_later(self.FIRST_REQUEST, self._shut, handler)
+
+    def _shut(self, handler: Any) -> None:
+        sock = getattr(handler, "socket", None)
+        if handler in self.idle and sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns: no request
+            except OSError:
+                pass
+
+
 def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, Any]) -> int:
     """Load the project and serve on the inherited socket until told to
     stop (by the zygote through ``control_fd``, by SIGTERM or SIGINT).
@@ -118,7 +182,7 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
     import gevent
     from gevent.event import Event
     from gevent.pool import Pool
-    from gevent.pywsgi import WSGIServer
+    from gevent.pywsgi import WSGIHandler, WSGIServer
     from gevent.socket import wait_read
 
     from .loading import describe_error, load_app
@@ -130,15 +194,22 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
     # handlers in a pool, so that stopping waits for the requests this
     # worker has accepted instead of resetting their connections
     handlers = Pool()
+    drain = _Drain()
     server: Any = None
     loaded = False
     detail = start.get("detail") or "failed to import"
     if start.get("mode") != "failed":
-        from webpy_socketio.server import SocketIOServer
+        from webpy_socketio.server import SocketIOServer, websocket_handler_class
 
         try:
             application = load_app(config["app"], config["root"])
-            server = SocketIOServer(listener, application, log=log, spawn=handlers)
+            server = SocketIOServer(
+                listener,
+                application,
+                log=log,
+                spawn=handlers,
+                handler_class=drain.handler_class(websocket_handler_class()),
+            )
             loaded = True
         except (Exception, SystemExit) as exc:
             sys.stderr.write(describe_error(exc))
@@ -147,7 +218,13 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
             detail = f"raised {type(exc).__name__} while loading"
     if server is None:
         say("serving a 503 page until a change is saved")
-        server = WSGIServer(listener, _failure_app(detail), log=None, spawn=handlers)
+        server = WSGIServer(
+            listener,
+            _failure_app(detail),
+            log=None,
+            spawn=handlers,
+            handler_class=drain.handler_class(WSGIHandler),
+        )
     stop = Event()
     stop_order: dict[str, Any] = {}
     # SIGHUP too: a closed terminal stops the worker as cleanly as Ctrl-C
@@ -187,6 +264,7 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
         say(f"worker {os.getpid()} {what} in {took:.0f} ms")
     stop.wait()
     server.close()  # the next worker accepts from here on
+    drain.start()
     if loaded:
         if stop_order.get("changed") is not None and config["browser_reload"]:
             _emit_reload(stop_order)
