@@ -335,6 +335,30 @@ def test_no_request_refused_during_reloads(dev: DevServer):
 
 
 @pytest.mark.server
+def test_kept_alive_connection_never_gets_the_old_code(dev: DevServer):
+    """Browsers reuse idle connections: one kept alive by the old worker
+    must not be answered by it once the new worker is up."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", dev.port, timeout=10)
+    try:
+        conn.request("GET", "/value")
+        response = conn.getresponse()
+        assert json.loads(response.read())["value"] == "v1"
+        assert not response.will_close  # kept alive
+        set_value(dev.project, "v2")
+        dev.wait_value("v2")
+        try:
+            conn.request("GET", "/value")
+            body = json.loads(conn.getresponse().read())
+        except (http.client.RemoteDisconnected, ConnectionError):
+            body = None  # closed: the client opens a new connection
+        assert body is None or body["value"] == "v2", body
+    finally:
+        conn.close()
+
+
+@pytest.mark.server
 def test_banner(dev: DevServer):
     output = dev.output()
     versions = r"Python 3\.\d+\.\d+, webpy-socketio \S+, web\.py \S+, python-socketio \S+"
