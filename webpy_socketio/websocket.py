@@ -396,6 +396,15 @@ class WebSocketHandler(pywsgi.WSGIHandler):
             pass  # not TCP (a UNIX socket listener)
         super().handle()
 
+    def _check_http_version(self) -> bool:
+        # pywsgi reads "HTTP/1" (no minor version) as a 1-tuple and fails on
+        # it with an IndexError, which it answers with a 400 but also prints
+        # as a traceback: any client could fill the log with them
+        try:
+            return bool(super()._check_http_version())
+        except IndexError:
+            return False
+
     def run_application(self) -> None:
         if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
             self.environ[HANDLER_KEY] = self

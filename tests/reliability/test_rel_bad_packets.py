@@ -8,7 +8,16 @@ import json
 import time
 
 import pytest
-from rawsio import OP_BINARY, OP_TEXT, Closed, PollSession, WsSession, ws_frame
+from rawsio import (
+    OP_BINARY,
+    OP_TEXT,
+    Closed,
+    PollSession,
+    Stream,
+    WsSession,
+    read_response,
+    ws_frame,
+)
 from relsupport import leftovers
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
@@ -119,3 +128,15 @@ def test_polling_body_that_is_not_engineio_ends_the_session(rel_server, body):
     assert "Traceback" not in text, text
     reading = rel_server.wait_idle(15)
     assert not leftovers(reading), json.dumps(reading["eio_states"])
+
+
+@pytest.mark.parametrize("version", ["HTTP/1", "HTTP/", "HTTP/x.y", "HTTP/3.0"])
+def test_bad_http_version_is_a_400_without_traceback(rel_server, version):
+    # pywsgi printed a traceback for "HTTP/1" (and answered 400 anyway)
+    log = Log(rel_server)
+    stream = Stream(rel_server.host, rel_server.port)
+    stream.send(f"GET /socket.io/?EIO=4&transport=polling {version}\r\nHost: x\r\n\r\n".encode())
+    response = read_response(stream, time.monotonic() + 5)
+    stream.close()
+    assert response.status == 400
+    assert "Traceback" not in log.new("Invalid request", 1, timeout=1)
