@@ -111,7 +111,19 @@ class DevServer(Process):
             cwd=project,
             env=wsio_env(),
         )
-        if not wait_until(lambda: "started in" in self.output(), timeout=30):
+        # fail fast when it reports a problem instead of starting
+        problems = ("waiting for a change", "Traceback", "Error:")
+
+        def settled() -> bool:
+            out = self.output()
+            return (
+                "started in" in out
+                or any(p in out for p in problems)
+                or (self.proc.poll() is not None)
+            )
+
+        wait_until(settled, timeout=30)
+        if "started in" not in self.output():
             self.stop()
             raise RuntimeError(f"runserver did not start:\n{self.output()}")
 
