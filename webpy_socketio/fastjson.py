@@ -28,6 +28,7 @@ from typing import Any
 
 from engineio import json as _engineio_json
 
+orjson: Any
 try:
     import orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
