@@ -38,7 +38,13 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
-from .protocol import CheckedPacket, DropsInvalidPackets, EndsOnUndecodableBody, log_invalid
+from .protocol import (
+    CheckedPacket,
+    DropsInvalidPackets,
+    EndsOnUndecodableBody,
+    GuardedRequests,
+    log_invalid,
+)
 from .websocket import CLOSE_TIMEOUT, EngineWebSocket, WebSocket, encode_message
 
 _NOOP = eio_packet.NOOP
@@ -233,7 +239,7 @@ class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
                 return
 
 
-class EngineIOServer(engineio.Server):
+class EngineIOServer(GuardedRequests, engineio.Server):
     """engine.io's server with :class:`DirectSocket` sockets and this
     package's websocket transport."""
 

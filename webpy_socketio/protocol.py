@@ -15,6 +15,12 @@ list, CONNECT carries an object or nothing. Anything else used to reach
 python-socketio's handlers and fail there (``'NoneType' object is not
 subscriptable``) or in the dispatcher.
 
+Two kinds of HTTP request made engine.io fail with a 500 and a traceback
+(:class:`GuardedRequests`): a websocket connect whose ``Connection`` header
+lacks the ``upgrade`` token (engine.io created a session, then answered
+with polling packets and no status), and a POST for a session that closed
+a moment earlier (a ``KeyError``). Both are the client's error: a 400.
+
 The classes here are mixins for :mod:`webpy_socketio.fastpath`'s packet,
 server and socket classes.
 """
@@ -26,6 +32,8 @@ from typing import Any
 
 from engineio import exceptions as eio_exceptions
 from socketio import packet as sio_packet
+
+from .events import RESERVED_EVENT_NAMES
 
 logger = logging.getLogger("webpy_socketio")
 
@@ -50,6 +58,11 @@ def payload_problem(packet_type: Any, data: Any) -> str | None:
     if packet_type in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
         if not (isinstance(data, list) and data and isinstance(data[0], str)):
             return "an event must be a list that starts with the event's name"
+        if data[0] in RESERVED_EVENT_NAMES:
+            # python-socketio would call its own "connect" or "disconnect"
+            # handler with what the client sent: a forged environ, or a
+            # disconnect of a socket that stays connected
+            return f"{data[0]!r} is a reserved event name"
     elif packet_type in (sio_packet.ACK, sio_packet.BINARY_ACK):
         if not isinstance(data, list):
             return "an acknowledgement must be a list"
@@ -130,3 +143,39 @@ class EndsOnUndecodableBody:
         except DECODE_ERRORS as exc:
             log_invalid(f"{environ.get('REMOTE_ADDR', '?')}, Engine.IO session {self.sid}", exc)
             raise eio_exceptions.UnknownPacketError() from None
+
+
+class GuardedRequests:
+    """Mixin for an ``engineio.Server``: the requests engine.io answered
+    with a 500 get a 400."""
+
+    sockets: dict[str, Any]
+
+    def _bad_request(self, message: str | None = None) -> dict[str, Any]:
+        return super()._bad_request(message)  # type: ignore[misc,no-any-return]
+
+    def _handle_connect(
+        self, environ: dict[str, Any], start_response: Any, transport: str, jsonp_index: Any = None
+    ) -> Any:
+        if transport == "websocket":
+            from .websocket import handshake_error
+
+            problem = handshake_error(environ)
+            if problem is not None:
+                # refused before engine.io creates a session for it
+                return self._bad_request(problem)
+        return super()._handle_connect(  # type: ignore[misc]
+            environ, start_response, transport, jsonp_index
+        )
+
+    def handle_request(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            return super().handle_request(environ, start_response)  # type: ignore[misc]
+        except KeyError:
+            if environ.get("REQUEST_METHOD") != "POST":
+                raise
+            # engine.io's POST path does not expect _get_socket() to refuse
+            # a session that is closed but not yet swept away
+            r = self._bad_request("Session is disconnected")
+            start_response(r["status"], r["headers"])
+            return [r["response"]]

@@ -459,7 +459,9 @@ def handshake_error(environ: dict[str, Any]) -> str | None:
         return "websocket upgrades must be GET requests"
     if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
         return "missing Upgrade: websocket"
-    if "upgrade" not in environ.get("HTTP_CONNECTION", "").lower():
+    # a list of tokens ("keep-alive, Upgrade"), as engine.io reads it too
+    tokens = [t.strip() for t in environ.get("HTTP_CONNECTION", "").lower().split(",")]
+    if "upgrade" not in tokens:
         return "missing Connection: upgrade"
     if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
         return "unsupported Sec-WebSocket-Version (13 is required)"

@@ -62,6 +62,10 @@ urls = (
     "OobChannel",
     "/oob/send/(.+)",
     "OobSend",
+    "/page",
+    "Page",
+    "/client.js",
+    "ClientScript",
 ) + socketio_urls
 
 #: how often each handler ran, and how many raised on purpose
@@ -118,6 +122,17 @@ def message(request, socket, context, message):
         # to the channels this socket is in, never to one it names
         socket.broadcast_channel(message.get("data"))
         return {"relayed": True}
+    if op == "whoami":
+        return {
+            "sid": socket.session_id,
+            "remote_addr": request.remote_addr,
+            "name": context["name"],
+            "channels": socket.channels,
+        }
+    if op == "join":
+        # a subscription decided by the server: no on_subscribe runs
+        socket.subscribe(message["channel"])
+        return {"joined": message["channel"]}
     if op == "sleep":
         gevent.sleep(float(message.get("seconds", 1)))
         return {"slept": True}
@@ -307,6 +322,55 @@ class OobChannel:
 class OobSend:
     def GET(self, session_id):
         return _oob(send, session_id, {"oob": "send"})
+
+
+# the official client as npm installed it for the tests (never committed)
+CLIENT_JS = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "node",
+    "node_modules",
+    "socket.io-client",
+    "dist",
+    "socket.io.min.js",
+)
+
+# a page that connects to the server named in its query string (?target=,
+# ?transport=) and leaves the outcome in window.result, for the browser tests
+PAGE = """<!doctype html>
+<meta charset="utf-8">
+<script src="/client.js"></script>
+<script>
+  const params = new URLSearchParams(location.search);
+  window.result = null;
+  const socket = io(params.get("target"), {
+    transports: [params.get("transport")], reconnection: false, timeout: 4000
+  });
+  socket.on("connect", () => {
+    socket.emit("message", {op: "whoami"}, (me) => {
+      window.result = {connected: true, sid: me.sid};
+    });
+  });
+  socket.on("connect_error", (err) => {
+    window.result = {connected: false, error: String(err.message)};
+  });
+</script>
+"""
+
+
+class Page:
+    def GET(self):
+        web.header("Content-Type", "text/html; charset=utf-8")
+        return PAGE
+
+
+class ClientScript:
+    def GET(self):
+        if not os.path.exists(CLIENT_JS):
+            raise web.notfound("socket.io-client is not installed (npm ci in tests/node)")
+        web.header("Content-Type", "application/javascript")
+        with open(CLIENT_JS, "rb") as script:
+            return script.read()
 
 
 app = web.application(urls, globals(), autoreload=False)

@@ -140,3 +140,39 @@ def test_bad_http_version_is_a_400_without_traceback(rel_server, version):
     stream.close()
     assert response.status == 400
     assert "Traceback" not in log.new("Invalid request", 1, timeout=1)
+
+
+def raw_http(server, request: bytes) -> int:
+    stream = Stream(server.host, server.port)
+    try:
+        stream.send(request)
+        return read_response(stream, time.monotonic() + 5).status
+    finally:
+        stream.close()
+
+
+def test_websocket_connect_without_the_upgrade_token_is_a_400(rel_server):
+    # found by the fuzzer: with "Connection: ] Upgrade", engine.io created a
+    # session, polled it and returned its packets with no status line (pywsgi
+    # made it a 500 with a traceback); the session stayed until its heartbeat
+    log = Log(rel_server)
+    request = (
+        b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Upgrade: websocket\r\nConnection: ] Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n\r\n"
+    )
+    assert raw_http(rel_server, request) == 400
+    assert rel_server.registry()["eio_sockets"] == 0
+    assert "Traceback" not in log.new(timeout=0.5)
+
+
+def test_post_to_a_session_closed_a_moment_ago_is_a_400(rel_server):
+    # engine.io's POST path let _get_socket()'s KeyError("Session is
+    # disconnected") escape: a 500 and a traceback, until the next sweep
+    log = Log(rel_server)
+    session = PollSession(rel_server.host, rel_server.port)
+    session.connect()
+    assert session.post(b"1").status == 200  # the client closes the session
+    assert session.post(b'42["message","late"]').status == 400
+    session.close("fin")
+    assert "Traceback" not in log.new(timeout=0.5)
