@@ -120,6 +120,9 @@ class SocketIOServer(pywsgi.WSGIServer):
         kwargs.setdefault("handler_class", websocket_handler_class())
         super().__init__(listener, app, **kwargs)
         _enable_message_log(sys.stderr)
+        from . import blocking, settings
+
+        blocking.watch(settings.get("SOCKETIO_BLOCKING_WARNING_SECONDS"))
 
     def init_socket(self) -> None:
         try:

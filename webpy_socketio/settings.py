@@ -31,9 +31,7 @@ DEFAULT_CLIENT_URL = "https://cdn.socket.io/4.8.3/socket.io.min.js"
 #: Subresource-integrity hash of :data:`DEFAULT_CLIENT_URL` (equal to the
 #: hash of ``dist/socket.io.min.js`` in the npm package socket.io-client@4.8.3;
 #: a test checks that).
-DEFAULT_CLIENT_INTEGRITY = (
-    "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0"
-)
+DEFAULT_CLIENT_INTEGRITY = "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0"
 
 DEFAULTS: dict[str, Any] = {
     # Where ``wsio runserver`` and ``wsio serve`` listen by default.
@@ -63,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     # Engine.IO heartbeat, in seconds. nginx timeouts must exceed their sum.
     "SOCKETIO_PING_INTERVAL": 25,
     "SOCKETIO_PING_TIMEOUT": 20,
+    # Log a warning, with the stack, when code (a handler's blocking call)
+    # holds the event loop, and so every connection, longer than this many
+    # seconds; None turns the watch off.
+    "SOCKETIO_BLOCKING_WARNING_SECONDS": 0.5,
 }
 
 _lock = threading.Lock()
@@ -94,10 +96,18 @@ def _check_value(name: str, value: Any) -> None:
         _positive_int(name, value, 65535)
     elif name in ("SOCKETIO_MAX_MESSAGE_BYTES", "SOCKETIO_MAX_CHANNELS_PER_SOCKET"):
         _positive_int(name, value)
-    elif name in ("SOCKETIO_PING_INTERVAL", "SOCKETIO_PING_TIMEOUT"):
+    elif name in (
+        "SOCKETIO_PING_INTERVAL",
+        "SOCKETIO_PING_TIMEOUT",
+        "SOCKETIO_BLOCKING_WARNING_SECONDS",
+    ):
+        optional = name == "SOCKETIO_BLOCKING_WARNING_SECONDS"
+        if optional and value is None:
+            return
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            also = " (or None to turn the warning off)" if optional else ""
             raise ImproperlyConfigured(
-                f"{name} must be a positive number of seconds, not {value!r}."
+                f"{name} must be a positive number of seconds{also}, not {value!r}."
             )
     elif name in ("SOCKETIO_HOST", "SOCKETIO_CLIENT_URL"):
         if not isinstance(value, str) or not value.strip():

@@ -41,6 +41,10 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # SOCKETIO_PING_INTERVAL = 25
 # SOCKETIO_PING_TIMEOUT = 20
 
+# Log a warning, with the stack, when code holds the event loop (and so
+# every connection) longer than this many seconds; None turns it off.
+# SOCKETIO_BLOCKING_WARNING_SECONDS = 0.5
+
 # Not a webpy-socketio setting: True shows web.py's debug pages, with
 # tracebacks and local variables, to whoever triggers an error. Development
 # only.

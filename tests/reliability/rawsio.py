@@ -442,15 +442,17 @@ class PollSession(Session):
         headers: dict[str, str] | None = None,
         path: str = "/socket.io/",
         timeout: float = 5.0,
+        query: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.host, self.port, self.path = host, port, path
         self.headers = dict(headers or {})
+        self.extra_query = dict(query or {})
         self.timeout = timeout
         self.stream = Stream(host, port, timeout)
         self.get_stream: Stream | None = None
         self.polling = False
-        response = self.request("GET", {"EIO": "4", "transport": "polling"})
+        response = self.request("GET", {"EIO": "4", "transport": "polling", **self.extra_query})
         if response.status != 200:
             self.stream.close()
             raise Refused(response.status, response.body)
@@ -482,7 +484,7 @@ class PollSession(Session):
         return self.request("POST", self._query(), body)
 
     def _query(self) -> dict[str, str]:
-        return {"EIO": "4", "transport": "polling", "sid": self.eio_sid}
+        return {"EIO": "4", "transport": "polling", "sid": self.eio_sid, **self.extra_query}
 
     def send_packet(self, text: str) -> None:
         response = self.post(text.encode("utf-8", "surrogatepass"))

@@ -15,6 +15,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import ctypes  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -66,6 +67,8 @@ urls = (
     "Page",
     "/client.js",
     "ClientScript",
+    "/traced",
+    "Traced",
 ) + socketio_urls
 
 #: how often each handler ran, and how many raised on purpose
@@ -220,6 +223,29 @@ def report_errors(request, socket, context, flag=True):
     return {"ok": True}
 
 
+_SNAPSHOTS = {}
+
+
+class Traced:
+    """With RELIABILITY_TRACEMALLOC=1: ``?take=NAME`` stores a tracemalloc
+    snapshot, ``?diff=A,B`` lists where memory grew between two (for hunting
+    a leak by hand)."""
+
+    def GET(self):
+        import tracemalloc
+
+        query = web.input(take="", diff="")
+        gc.collect()
+        if query.take:
+            _SNAPSHOTS[query.take] = tracemalloc.take_snapshot()
+            return json.dumps(
+                {"taken": query.take, "traced_kb": tracemalloc.get_traced_memory()[0] // 1024}
+            )
+        first, second = query.diff.split(",")
+        stats = _SNAPSHOTS[second].compare_to(_SNAPSHOTS[first], "lineno")
+        return "\n".join(str(s) for s in stats[:25])
+
+
 class Index:
     def GET(self):
         return "reliability fixture"
@@ -287,8 +313,15 @@ class Registry:
             "rss_kb": _rss_kb(),
             "counts": dict(COUNTS),
         }
-        if web.input(gc="").gc:
+        query = web.input(gc="", trim="")
+        if query.gc or query.trim:
             gc.collect()
+        if query.trim:
+            # give free heap pages back to the system, so that RSS shows what
+            # the process holds rather than what glibc keeps cached
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            result["rss_kb"] = _rss_kb()
+        if query.gc:
             live = _count_instances(Client, Socket, greenlet.greenlet, gevent.Greenlet)
             result["live_clients"] = live.get("Client", 0)
             result["live_sockets"] = live.get("Socket", 0)
@@ -376,6 +409,10 @@ class ClientScript:
 app = web.application(urls, globals(), autoreload=False)
 
 if __name__ == "__main__":
+    if os.environ.get("RELIABILITY_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start(10)
     port = int(sys.argv[1])
     print(f"listening on 127.0.0.1:{port}", flush=True)
     SocketIOServer(("127.0.0.1", port), app.wsgifunc(), log=None).serve_forever()
