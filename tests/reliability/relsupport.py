@@ -55,8 +55,13 @@ class RelServer(Process):
         with urllib.request.urlopen(self.url + path, timeout=timeout) as response:
             return json.loads(response.read())
 
-    def registry(self, gc: bool = False) -> dict[str, Any]:
-        return dict(self.get_json("/registry" + ("?gc=1" if gc else "")))
+    def registry(self, gc: bool = False, trim: bool = False) -> dict[str, Any]:
+        """What the server holds. ``gc``: count live objects and greenlets
+        after a collection; ``trim``: ``rss_kb`` is measured after the
+        collection and glibc's malloc_trim(0), so it shows what the process
+        holds rather than the free heap pages the allocator keeps."""
+        query = "&".join(q for q, on in (("gc=1", gc), ("trim=1", trim)) if on)
+        return dict(self.get_json("/registry" + ("?" + query if query else "")))
 
     def rss_kb(self) -> int:
         """Resident memory of the server, read by us from /proc (not by the
