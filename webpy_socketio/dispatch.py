@@ -165,10 +165,12 @@ class Dispatcher:
         client = clients.get(sid)
         if client is None:
             return None
-        if not data:
-            data = (None,)
-        _log_message(client, lambda: _as_text(data[0] if len(data) == 1 else list(data)))
-        return _first(fire(events.on_message, client, *data))
+        # a message is one value: socket.send(a, b) arrives as [a, b] (a
+        # handler taking one message failed with a TypeError on it, so any
+        # client could make every on_message handler raise)
+        message = data[0] if len(data) == 1 else list(data) if data else None
+        _log_message(client, lambda: _as_text(message))
+        return _first(fire(events.on_message, client, message))
 
     def named(self, event_name: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
@@ -177,7 +179,8 @@ class Dispatcher:
         if event_name.startswith(events.PROTOCOL_PREFIX):
             return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
         event = events.named.get(event_name)
-        _log_message(client, lambda: f"{event_name} {_as_text(list(data))}")
+        # the name escaped as in JSON: a newline in it would forge a log line
+        _log_message(client, lambda: f"{_as_text(event_name)[1:-1]} {_as_text(list(data))}")
         if event is None:
             logger.debug("no handler for event %r from %s", event_name, sid)
             return None

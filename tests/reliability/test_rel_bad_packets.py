@@ -176,3 +176,42 @@ def test_post_to_a_session_closed_a_moment_ago_is_a_400(rel_server):
     assert session.post(b'42["message","late"]').status == 400
     session.close("fin")
     assert "Traceback" not in log.new(timeout=0.5)
+
+
+def test_message_with_several_arguments_is_one_list(rel_server):
+    # socket.send(a, b) sends two arguments; handlers take one message, so
+    # each failed with a TypeError, and any client could make them all raise
+    log = Log(rel_server)
+    session = WsSession(rel_server.host, rel_server.port)
+    session.connect()
+    assert session.call("message", {"op": "probe", "n": 1}, 2) == []  # a list: not an op
+    assert session.call("message") == []
+    probe(session, 3)
+    session.close()
+    assert "Traceback" not in log.new(timeout=0.5)
+
+
+def test_event_names_cannot_forge_message_log_lines():
+    # the message log wrote a named event's name as it came: a newline in it
+    # started a line of the client's making
+    import logging
+
+    from webpy_socketio.testing import SocketIOTestClient
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    message_log = logging.getLogger("webpy_socketio.messages")
+    message_log.addHandler(handler)
+    level = message_log.level
+    message_log.setLevel(logging.INFO)
+    try:
+        client = SocketIOTestClient()
+        client.emit('x\n127.0.0.1 - - [01/Jan/2030] "Socket.IO message: forged"', 1)
+        client.disconnect()
+    finally:
+        message_log.removeHandler(handler)
+        message_log.setLevel(level)
+    lines = [record.getMessage() for record in records]
+    assert lines and all("\n" not in line for line in lines), lines
+    assert "x\\n127.0.0.1" in lines[0]
