@@ -74,13 +74,18 @@ class RelServer(Process):
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def wait_idle(self, timeout: float = 20.0) -> dict[str, Any]:
-        """Wait until the registry holds nothing for any client; return the
+    def wait_idle(self, timeout: float = 20.0, clients: int = 0) -> dict[str, Any]:
+        """Wait until the registry holds nothing for any client (or, with
+        ``clients``, only that many clients and their sessions); return the
         last reading (the caller asserts on it)."""
         deadline = time.monotonic() + timeout
         while True:
             reading = self.registry()
-            if all(reading[k] == 0 for k in EMPTY_WHEN_IDLE) or time.monotonic() > deadline:
+            if clients:
+                done = reading["clients"] == reading["eio_sockets"] == clients
+            else:
+                done = all(reading[k] == 0 for k in EMPTY_WHEN_IDLE)
+            if done or time.monotonic() > deadline:
                 return reading
             time.sleep(0.2)
 

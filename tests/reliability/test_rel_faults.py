@@ -143,7 +143,8 @@ def test_blocking_handler_is_reported_once_with_its_stack(rel_server):
     text = log.new(BLOCKED, 1)
     warnings = [line for line in text.splitlines() if BLOCKED in line]
     assert len(warnings) == 1, text  # one warning for the whole stretch
-    assert "at least 1." in warnings[0], warnings[0]  # three periods of 0.5 s
+    seconds = float(warnings[0].split("at least ")[1].split(" s")[0])
+    assert 0.5 <= seconds <= 1.5, warnings[0]  # counted in periods of 0.5 s
     assert 'rel_app.py", line' in text and "blocking_sleep(" in text, text
     assert result["waited"] > 0.8  # the stall was real
     save("blocking-warning", {"warning": warnings[0], "other_client_waited_s": result["waited"]})

@@ -144,7 +144,8 @@ def test_bad_input_at_volume(server):
 
         warmup = run_fuzzer(server, WARMUP_INPUTS, SEED + 1, "fuzz-warmup")
         assert not warmup["hung"], warmup["hung"]
-        assert server.wait_idle(timeout=30)["clients"] == len(GOOD_CLIENTS)
+        settled = server.wait_idle(timeout=30, clients=len(GOOD_CLIENTS))
+        assert settled["eio_sockets"] == len(GOOD_CLIENTS), settled["eio_states"]
         baseline_raw = server.rss_kb()
         baseline = server.registry(gc=True, trim=True)
         baseline_rss = baseline["rss_kb"]
