@@ -313,14 +313,9 @@ class Registry:
             "rss_kb": _rss_kb(),
             "counts": dict(COUNTS),
         }
-        query = web.input(gc="", trim="")
+        query = web.input(gc="", trim="", types="")
         if query.gc or query.trim:
             gc.collect()
-        if query.trim:
-            # give free heap pages back to the system, so that RSS shows what
-            # the process holds rather than what glibc keeps cached
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-            result["rss_kb"] = _rss_kb()
         if query.gc:
             live = _count_instances(Client, Socket, greenlet.greenlet, gevent.Greenlet)
             result["live_clients"] = live.get("Client", 0)
@@ -329,11 +324,16 @@ class Registry:
                 1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead
             )
             result["greenlet_kinds"] = _greenlet_kinds()
-            result["rss_kb"] = _rss_kb()
-        if web.input(types="").types:
+        if query.types:
             # the most numerous object types, to find what a leak is made of
             counts = Counter(type(o).__qualname__ for o in gc.get_objects())
             result["types"] = dict(counts.most_common(40))
+        if query.trim:
+            # give free heap pages back to the system, so that RSS shows what
+            # the process holds rather than what glibc keeps cached (after
+            # the counting above, whose temporary lists are freed by now)
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        result["rss_kb"] = _rss_kb()
         web.header("Content-Type", "application/json")
         return json.dumps(result)
 
