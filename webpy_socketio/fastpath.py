@@ -86,6 +86,13 @@ class _Forward:
 class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
     """An engine.io socket that writes straight to its websocket."""
 
+    # engine.io sets these in its untyped __init__; declared for type checkers
+    queue: Any
+    closed: bool
+    closing: bool
+    connected: bool
+    last_ping: float | None
+
     #: the websocket once the connection uses it (None over long-polling)
     direct: WebSocket | None = None
     _ping_timer: Any = None
@@ -242,6 +249,8 @@ class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
 class EngineIOServer(GuardedRequests, engineio.Server):
     """engine.io's server with :class:`DirectSocket` sockets and this
     package's websocket transport."""
+
+    _async: dict[str, Any]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -383,6 +383,8 @@ class WebSocketHandler(pywsgi.WSGIHandler):
     then closed).
     """
 
+    rfile: Any
+
     upgraded = False
 
     def handle(self) -> None:
