@@ -97,6 +97,32 @@ def find_project_root(start: str | os.PathLike[str] | None = None) -> Path | Non
     return None
 
 
+def resolve_project(app_spec: str | None, command: str) -> tuple[str, str]:
+    """The app spec and the project folder for ``wsio <command>``; the folder
+    becomes the current one, where the app finds its templates and static
+    files.
+
+    :raises click.ClickException: when no project is found.
+    :raises click.BadParameter: for a malformed ``--app``.
+    """
+    import click
+
+    if app_spec is None:
+        root = find_project_root()
+        if root is None:
+            raise click.ClickException(
+                f"No app.py in {os.getcwd()} or a folder above it. Run wsio {command} in the "
+                "folder of a project made by 'wsio new', or pass --app MODULE:ATTR."
+            )
+        os.chdir(root)
+        return DEFAULT_APP, str(root)
+    try:
+        parse_app_spec(app_spec)
+    except NoAppError as exc:
+        raise click.BadParameter(str(exc), param_hint="--app") from None
+    return app_spec, os.getcwd()
+
+
 def add_to_path(folder: str | os.PathLike[str]) -> None:
     """Put ``folder`` first on ``sys.path`` (once), so the project's
     modules win over same-named installed ones, as with ``python app.py``."""

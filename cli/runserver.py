@@ -32,7 +32,7 @@ from typing import Any
 
 import click
 
-from .loading import DEFAULT_APP, NoAppError, find_project_root
+from .loading import DEFAULT_APP, NoAppError, resolve_project
 from .reloader import GRACE, WATCHERS, Changes, Watcher, say
 
 
@@ -101,27 +101,6 @@ def _config(
     }
 
 
-def _resolve_project(app_spec: str | None) -> tuple[str, str]:
-    """The app spec and the project folder; the folder becomes the current
-    one (static files and templates are found from it)."""
-    if app_spec is None:
-        root = find_project_root()
-        if root is None:
-            raise click.ClickException(
-                f"No app.py in {os.getcwd()} or a folder above it. Run wsio runserver in the "
-                "folder of a project made by 'wsio new', or pass --app MODULE:ATTR."
-            )
-        os.chdir(root)
-        return DEFAULT_APP, str(root)
-    from .loading import parse_app_spec
-
-    try:
-        parse_app_spec(app_spec)
-    except NoAppError as exc:
-        raise click.BadParameter(str(exc), param_hint="--app") from None
-    return app_spec, os.getcwd()
-
-
 def _read_address(addrport: str | None) -> tuple[str, int]:
     from .loading import read_settings
     from .serve import parse_addrport
@@ -180,7 +159,7 @@ def runserver(
     """
     from .loading import add_to_path, describe_error, select_settings
 
-    app_spec, root = _resolve_project(app_spec)
+    app_spec, root = resolve_project(app_spec, "runserver")
     try:
         select_settings(settings_module)
     except NoAppError as exc:

@@ -43,10 +43,9 @@ from .loading import (
     NoAppError,
     add_to_path,
     describe_error,
-    find_project_root,
     load_app,
-    parse_app_spec,
     read_settings,
+    resolve_project,
     select_settings,
 )
 
@@ -109,25 +108,6 @@ def _check_ports_free(host: str, ports: list[int]) -> None:
                 raise click.ClickException(
                     f"Port {port} on {host} {reason}; stop the other server or choose another port."
                 ) from None
-
-
-def _resolve_project(app_spec: str | None) -> tuple[str, str]:
-    """The app spec and the project folder, which becomes the current one
-    (the workers find static files and templates from it)."""
-    if app_spec is None:
-        root = find_project_root()
-        if root is None:
-            raise click.ClickException(
-                f"No app.py in {os.getcwd()} or a folder above it. Run wsio serve in the "
-                "project's folder, or pass --app MODULE:ATTR."
-            )
-        os.chdir(root)
-        return DEFAULT_APP, str(root)
-    try:
-        parse_app_spec(app_spec)
-    except NoAppError as exc:
-        raise click.BadParameter(str(exc), param_hint="--app") from None
-    return app_spec, os.getcwd()
 
 
 def _read_settings(settings_module: str | None, root: str) -> dict[str, Any]:
@@ -404,7 +384,7 @@ def serve(
         raise click.BadParameter(
             f"must be from 1 to {MAX_WORKERS}, not {workers}.", param_hint="--workers"
         )
-    app_spec, root = _resolve_project(app_spec)
+    app_spec, root = resolve_project(app_spec, "serve")
     values = _read_settings(settings_module, root)
     host, port = parse_addrport(addrport, values["SOCKETIO_HOST"], values["SOCKETIO_PORT"])
     if port + workers - 1 > 65535:
