@@ -365,6 +365,7 @@ def main() -> int:
                     result = {"label": label, "error": str(exc)}
             results.append({"key": key, **result})
         info["loadavg_after"] = os.getloadavg()
+        info["finished"] = time.strftime("%Y-%m-%d %H:%M")
 
     print(f"Reload latency, file write -> new code answering ({args.edits} edits each)")
     print(

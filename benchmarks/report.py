@@ -163,6 +163,40 @@ def goals(rows: list[tuple[str, str, dict[str, float | None]]]) -> list[str]:
     return out
 
 
+def reload_section(path: Path) -> list[str]:
+    """The latest ``reload_bench.py`` figures (measured separately, so they
+    carry their own date), or how to get them."""
+    if not path.is_file():
+        return [
+            "`benchmarks/reload_bench.py` measures the restart latency of `wsio runserver` "
+            "beside Flask-SocketIO's reloader; run it and re-render to show its figures here."
+        ]
+    data = json.loads(path.read_text())
+    when = data["info"].get("finished") or "the latest run"
+    lines = [
+        f"From `benchmarks/reload_bench.py` ({when}; {data['info']['machine']}, "
+        f"Python {data['info']['python']}): time from a file write to the new code "
+        "answering a request, 20 edits each.",
+        "",
+        "| server | median ms | p90 ms | min–max ms | missed |",
+        "|---|---|---|---|---|",
+    ]
+    results = data["results"]
+    for r in results:
+        lines.append(
+            f"| {r['label']} | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | "
+            f"{r['min_ms']:.1f}–{r['max_ms']:.1f} | {r['missed']} |"
+        )
+    if len(results) >= 2:
+        base, peer = results[0], results[-1]
+        lines += [
+            "",
+            f"Ratio {peer['key']} / {base['key']}: {peer['median_ms'] / base['median_ms']:.1f}× "
+            f"at the median, {peer['p90_ms'] / base['p90_ms']:.1f}× at p90.",
+        ]
+    return lines
+
+
 def render(summary: dict) -> tuple[str, str]:
     """Return (RESULTS.md text, a short console summary)."""
     servers = summary["servers"]
@@ -346,10 +380,8 @@ def render(summary: dict) -> tuple[str, str]:
     add("")
     add("## Reload")
     add("")
-    add(
-        "Room for `benchmarks/reload_bench.py` (restart latency of `wsio runserver`), "
-        "which is measured separately; its figures are not part of this run."
-    )
+    for line in reload_section(Path(__file__).parent / "results" / "reload-latest.json"):
+        add(line)
     add("")
     add("## Versions")
     add("")
