@@ -123,6 +123,7 @@ class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
             # already waiting can take it (a later GET is refused: the
             # session is closed), so wait only for that one, and not long.
             super().close(wait=False, abort=abort, reason=reason)
+            self._forget()
             if wait and self._polls:
                 self.queue.join(CLOSE_TIMEOUT)
             return
@@ -135,12 +136,22 @@ class DirectSocket(EndsOnUndecodableBody, EngineIOSocket):
         if not abort:
             ws.write(frame_of(eio_packet.Packet(eio_packet.CLOSE)))
         self.closed = True
+        self._forget()
         if self._ping_timer is not None:
             self._ping_timer.close()
             self._ping_timer = None
         ws.close()
         if wait:
             ws.flush(5)
+
+    def _forget(self) -> None:
+        # engine.io leaves a closed session in its table until a later request
+        # or its sweep (up to a ping timeout, longer under load) finds it;
+        # nothing can use it any more, so drop it now (every engine.io path
+        # that deletes it first checks that it is still there)
+        sockets = self.server.sockets
+        if sockets.get(self.sid) is self:
+            del sockets[self.sid]
 
     def schedule_ping(self) -> None:
         # engine.io sleeps in a greenlet per connection between pings; a bare
