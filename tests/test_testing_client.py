@@ -203,3 +203,13 @@ def test_session_snapshot(tmp_path):
     finally:
         events.on_connect.disconnect(look)
         webpy_socketio.use_session(None)
+
+
+def test_event_named_star_is_refused_not_dispatched(caplog):
+    # python-socketio would hand an event named "*" straight to the catch-all
+    # handler without its name, shifting every argument by one
+    with SocketIOTestClient() as client:
+        assert client.emit("*", ["not", "a", "sid"]) is None
+        assert client.connected
+    assert "Traceback" not in caplog.text
+    assert "'*' is a reserved event name" in caplog.text

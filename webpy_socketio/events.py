@@ -43,9 +43,12 @@ from .exceptions import EventError
 Handler = Callable[..., Any]
 
 # Names socket.io-client reserves on the browser side, plus the engine's own
-# and ours: an application cannot register handlers for these with on().
+# and ours: an application cannot register handlers for these with on(), and
+# a client's event with one of them is dropped. "*" is python-socketio's
+# catch-all: an event of that name would reach it without its name.
 RESERVED_EVENT_NAMES = frozenset(
     {
+        "*",
         "connect",
         "connect_error",
         "disconnect",
