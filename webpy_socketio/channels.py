@@ -39,26 +39,6 @@ def room(channel: str) -> str:
     return ROOM_PREFIX + channel
 
 
-def channel_of(room_name: Any) -> str | None:
-    """The channel a room stores, or None for rooms that are not channels
-    (a socket's own room)."""
-    if isinstance(room_name, str) and room_name.startswith(ROOM_PREFIX):
-        return room_name[len(ROOM_PREFIX) :]
-    return None
-
-
-def channels_of(engine: Any, sid: str) -> list[str]:
-    """The channels the socket ``sid`` is in, in this process."""
-    rooms = engine.manager.rooms.get("/", {})
-    found = []
-    for room_name, members in rooms.items():
-        if sid in members:
-            name = channel_of(room_name)
-            if name is not None:
-                found.append(name)
-    return found
-
-
 def members(engine: Any, channel: str) -> list[str]:
     """Session ids of this process's sockets subscribed to ``channel``."""
     return list(engine.manager.rooms.get("/", {}).get(room(channel), ()))

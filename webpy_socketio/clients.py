@@ -21,9 +21,6 @@ class Client:
     socket: Socket
     context: dict[str, Any] = field(default_factory=dict)
 
-    def as_args(self) -> tuple[Request, Socket, dict[str, Any]]:
-        return self.request, self.socket, self.context
-
 
 #: session id -> Client, for the sockets connected to this process.
 CLIENTS: dict[str, Client] = {}
@@ -43,7 +40,3 @@ def remove(session_id: str) -> Client | None:
 
 def count() -> int:
     return len(CLIENTS)
-
-
-def all_clients() -> list[Client]:
-    return list(CLIENTS.values())

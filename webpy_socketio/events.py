@@ -216,17 +216,3 @@ def on(event_name: str, channel: str | None = None) -> Callable[[Handler], Handl
         return event(handler, channel=channel)
 
     return decorator
-
-
-def all_events() -> list[Event]:
-    """The built-in events followed by the named ones."""
-    return [
-        on_connect,
-        on_message,
-        on_subscribe,
-        on_unsubscribe,
-        on_error,
-        on_disconnect,
-        on_finish,
-        *named.values(),
-    ]
