@@ -19,9 +19,32 @@ from typing import Any
 from .middleware import SCRIPT_NAME, serve_client_script
 
 socketio_urls = (
-    "/socket.io/.*",
+    # the dot is escaped: "/socketXio/" is the app's path, not the engine's
+    r"/socket\.io/.*",
     "webpy_socketio.urls.SocketIOHandler",
 )
+
+
+def _body_refusal(environ: dict[str, Any], limit: int | None) -> str | None:
+    """The status that refuses a POST before its body is read, or None.
+
+    ``web.data()`` reads as many bytes as Content-Length announces, so a
+    request that announces gigabytes would make the process allocate them.
+    """
+    import web
+
+    if "data" in web.ctx:
+        return None  # already read by a processor: nothing left to guard
+    declared = environ.get("CONTENT_LENGTH") or "0"
+    try:
+        length = int(declared)
+    except ValueError:
+        return "400 Bad Request"
+    if length < 0:
+        return "400 Bad Request"
+    if limit is not None and length > limit:
+        return "413 Payload Too Large"
+    return None
 
 
 class SocketIOHandler:
@@ -44,11 +67,19 @@ class SocketIOHandler:
         if environ.get("PATH_INFO", "").endswith("/" + SCRIPT_NAME):
             body = b"".join(serve_client_script(environ, start_response))
         else:
+            engine = get_engine()
+            refusal = None
             if environ.get("REQUEST_METHOD") == "POST":
-                # a processor may have consumed wsgi.input already; web.data()
-                # returns the cached body either way
-                environ = dict(environ, **{"wsgi.input": io.BytesIO(web.data())})
-            body = b"".join(get_engine().handle_request(environ, start_response) or [])
+                refusal = _body_refusal(environ, engine.eio.max_http_buffer_size)
+                if refusal is None:
+                    # a processor may have consumed wsgi.input already;
+                    # web.data() returns the cached body either way
+                    environ = dict(environ, **{"wsgi.input": io.BytesIO(web.data())})
+            if refusal is not None:
+                start_response(refusal, [("Content-Type", "text/plain")])
+                body = refusal.encode()
+            else:
+                body = b"".join(engine.handle_request(environ, start_response) or [])
         if status_headers:
             web.ctx.status = status_headers[0]
             for name, value in status_headers[1]:

@@ -31,8 +31,10 @@ def echo(request, socket, context, message):
 
 
 def greedy(handler):
-    if web.ctx.method == "POST":
-        web.data()  # consumes wsgi.input, as body-reading hooks do
+    # consumes wsgi.input, as body-reading hooks do; a request that says
+    # Content-Length: ?greedy=no is left for the route to refuse
+    if web.ctx.method == "POST" and "greedy=no" not in web.ctx.query:
+        web.data()
     return handler()
 
 
