@@ -111,6 +111,11 @@ class DropsInvalidPackets:
     manager: Any
 
     def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if eio_sid not in self.environ:
+            # the session has closed (a long-polling body can carry packets
+            # after its CLOSE packet): python-socketio would take a CONNECT
+            # here for a new connection and fail half-way, leaving it behind
+            return
         try:
             if not data and eio_sid not in self._binary_packet:
                 # python-socketio does not decode an empty packet at all (the
@@ -126,6 +131,20 @@ class DropsInvalidPackets:
             address = self.environ.get(eio_sid, {}).get("REMOTE_ADDR", "?")
             sid = self.manager.sid_from_eio_sid(eio_sid, "/") or eio_sid
             log_invalid(f"{address}, session {sid}", exc)
+
+    def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        super()._handle_connect(eio_sid, namespace, data)  # type: ignore[misc]
+        namespace = namespace or "/"
+        if eio_sid not in self.environ and self.manager.sid_from_eio_sid(eio_sid, namespace):
+            # the session closed while the connect handlers ran, and
+            # python-socketio skipped its disconnect (the socket was still
+            # connecting) before registering it as connected: end it now,
+            # with on_disconnect and on_finish as for any connection
+            self._handle_disconnect(  # type: ignore[attr-defined]
+                eio_sid,
+                namespace,
+                self.reason.TRANSPORT_CLOSE,  # type: ignore[attr-defined]
+            )
 
 
 class EndsOnUndecodableBody:

@@ -92,6 +92,9 @@ def connected(request, socket, context):
     context["fault"] = request.query.get("fault")
     if request.query.get("refuse"):
         raise Denied("refused on purpose")
+    if request.query.get("slow_connect"):
+        # a handler that waits on something (a database, say)
+        gevent.sleep(float(request.query["slow_connect"]))
     if request.query.get("greet"):
         # a send to the socket while it is still being accepted
         socket.send({"greeting": context["name"]})

@@ -5,12 +5,14 @@ it, and a broken binary packet does not swallow the messages after it."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
 from rawsio import (
     OP_BINARY,
     OP_TEXT,
+    RECORD_SEP,
     Closed,
     PollSession,
     Stream,
@@ -175,6 +177,47 @@ def test_post_to_a_session_closed_a_moment_ago_is_a_400(rel_server):
     assert session.post(b"1").status == 200  # the client closes the session
     assert session.post(b'42["message","late"]').status == 400
     session.close("fin")
+    assert "Traceback" not in log.new(timeout=0.5)
+
+
+def test_packets_after_close_in_one_body_are_dropped(rel_server):
+    # python-socketio took the CONNECT after the CLOSE for a new connection
+    # of the closed session: a KeyError traceback, and a namespace entry
+    # that nothing would ever remove (found by the fuzz corpus)
+    log = Log(rel_server)
+    before = rel_server.registry()["counts"]
+    session = PollSession(rel_server.host, rel_server.port)
+    body = RECORD_SEP.join(["1", "40", '42["message",{"op":"probe"}]'])
+    assert session.post(body.encode()).status == 200
+    session.close("fin")
+    reading = rel_server.wait_idle(10)
+    assert not leftovers(reading), leftovers(reading)
+    assert reading["counts"].get("connect", 0) == before.get("connect", 0)
+    assert "Traceback" not in log.new(timeout=0.5)
+
+
+def test_session_closed_while_its_connect_handler_runs(rel_server):
+    # the close arrives while on_connect waits: python-socketio skipped the
+    # disconnect (the socket was still connecting) and then registered the
+    # socket as connected, for good; now it is disconnected at once, with
+    # on_disconnect and on_finish, like any other connection that ends
+    log = Log(rel_server)
+    before = rel_server.registry()["counts"]
+    session = PollSession(rel_server.host, rel_server.port, query={"slow_connect": "1"})
+    connecting = threading.Thread(target=session.post, args=(b"40",), daemon=True)
+    connecting.start()
+    time.sleep(0.3)  # the CONNECT is in on_connect now
+    closer = Stream(rel_server.host, rel_server.port, 5.0)
+    closer.send(session._request_bytes("POST", session._query(), b"1"))
+    assert read_response(closer, time.monotonic() + 5).status == 200
+    closer.close()
+    connecting.join(5)
+    session.close("fin")
+    reading = rel_server.wait_idle(10)
+    assert not leftovers(reading), leftovers(reading)
+    counts = reading["counts"]
+    for event in ("connect", "disconnect", "finish"):
+        assert counts.get(event, 0) == before.get(event, 0) + 1, (event, counts)
     assert "Traceback" not in log.new(timeout=0.5)
 
 
