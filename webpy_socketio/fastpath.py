@@ -13,6 +13,11 @@ the same bytes and N greenlet switches. Here:
   written to every recipient (server frames are unmasked, so they are the
   same for all). This is also the path python-socketio's message-queue
   managers (Redis) use for their local deliveries, so they get it too.
+- :class:`Server` also takes the commonest packet a client sends, a text
+  event on the default namespace (``2``, an optional ack id, a JSON list),
+  from the text to the handler and from the handler's result to the ack's
+  frame without packet objects. Anything else, or anything it would have to
+  report, goes python-socketio's way.
 - :class:`DirectSocket` (an engine.io socket) writes packets to its
   websocket without the queue and the writer greenlet, once the connection
   is a websocket; over long-polling it behaves exactly like engine.io's.
@@ -38,7 +43,10 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
+from . import fastjson
+from .events import RESERVED_EVENT_NAMES
 from .protocol import (
+    DECODE_ERRORS,
     CheckedPacket,
     DropsInvalidPackets,
     EndsOnUndecodableBody,
@@ -316,6 +324,56 @@ class Server(DropsInvalidPackets, socketio.Server):
 
     def _engineio_server_class(self) -> type:
         return EngineIOServer
+
+    def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        if (
+            type(data) is str
+            and data[:1] == "2"
+            and eio_sid in self.environ
+            and eio_sid not in self._binary_packet
+            and not self.async_handlers
+            and self._plain_event(eio_sid, data)
+        ):
+            return
+        super()._handle_eio_message(eio_sid, data)
+
+    def _plain_event(self, eio_sid: str, text: str) -> bool:
+        """Handle ``text``, an EVENT packet, as python-socketio would; False
+        (nothing done) when it is not a valid text event on the default
+        namespace from a connected socket: the general path decides then,
+        and reports what is wrong."""
+        end = len(text)
+        i = 1
+        while i < end and "0" <= text[i] <= "9":
+            i += 1
+        # python-socketio takes ack ids of up to 100 digits
+        if i >= end or text[i] != "[" or i > 101:
+            return False
+        try:
+            data = fastjson.loads(text[i:])
+        except DECODE_ERRORS:
+            return False
+        if not data or type(data[0]) is not str or data[0] in RESERVED_EVENT_NAMES:
+            return False
+        manager = self.manager
+        sid = manager.sid_from_eio_sid(eio_sid, "/")
+        if sid is None or not manager.is_connected(sid, "/"):
+            return False
+        result = self._trigger_event(data[0], "/", sid, *data[1:])
+        if i == 1 or result == self.not_handled:
+            return True
+        # the acknowledgement: the handler's result as its argument list
+        args = [] if result is None else list(result) if isinstance(result, tuple) else [result]
+        ack_id = int(text[1:i])
+        sock = self.eio.sockets.get(eio_sid)
+        ws = getattr(sock, "direct", None)
+        if ws is None or sock.closed or Packet.data_is_binary(args):
+            # long-polling, binary data (and the test client): as python-socketio
+            ack = self.packet_class(socketio.packet.ACK, namespace="/", id=ack_id, data=args)
+            self._send_packet(eio_sid, ack)
+        else:
+            ws.write(encode_message(f"43{ack_id}{fastjson.dumps(args)}"))
+        return True
 
     def _send_packet(self, eio_sid: str, pkt: Any) -> None:
         # single-recipient packets (acks, emits to one sid): straight from the

@@ -258,3 +258,43 @@ def test_event_names_cannot_forge_message_log_lines():
     lines = [record.getMessage() for record in records]
     assert lines and all("\n" not in line for line in lines), lines
     assert "x\\n127.0.0.1" in lines[0]
+
+
+#: (packet after "42", the acknowledgement expected for it under ack id 7)
+EVENT_TEXTS = [
+    ('7["shout","hi"]', ["HI"]),
+    ('0007["shout","é\\u2028😀"]', ["É\u2028😀"]),  # leading zeros: still id 7
+    ('7["message",{"op":"probe","n":3}]', [{"probe": 3}]),
+    ('7["message","no reply"]', []),  # None from every handler: an empty ack
+    ('7["no-such-event",1,2]', []),
+    ('7["shout",{"nested":[1,[2,[3]]]}]', ["{'NESTED': [1, [2, [3]]]}"]),
+    ("0" * 99 + '7["shout","long id"]', ["LONG ID"]),  # 100 digits: accepted
+]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_events_and_acks_on_both_paths(rel_server, transport):
+    # text events on the default namespace take a short path to the
+    # handler and back (fastpath.Server); each answer must be the one
+    # python-socketio gives, over websocket (frame written directly) and
+    # long-polling (ack built as a python-socketio packet)
+    log = Log(rel_server)
+    cls = WsSession if transport == "websocket" else PollSession
+    session = cls(rel_server.host, rel_server.port)
+    session.connect()
+    for text, expected in EVENT_TEXTS:
+        session.send_packet("42" + text)
+        assert session.wait_ack(7, 5) == expected, text
+    # what the short path leaves to the general one: still answered or
+    # reported as before
+    session.send_packet("42" + "1" * 101 + '["shout","x"]')  # id too long
+    session.send_packet('42["connect",{}]')  # reserved name
+    session.send_packet('42/other,8["shout","x"]')  # another namespace
+    session.send_packet('428["shout","x"')  # bad JSON
+    session.send_packet("42\u0663" + '["shout","arabic-indic id"]')  # int("٣") == 3
+    assert session.wait_ack(3, 5) == ["ARABIC-INDIC ID"]
+    probe(session, 1)
+    session.close()
+    text = log.new(DROPPED, 3)
+    assert "id field is too long" in text and "reserved event name" in text, text
+    assert "Traceback" not in text
