@@ -220,6 +220,18 @@ def test_binary_attachments_both_ways(raw):
     assert (fin, opcode, payload) == (True, 0x2, blob)
 
 
+def test_text_event_with_a_binary_acknowledgement(raw):
+    # the ack of a text event is written straight to the socket unless it
+    # holds bytes: then it is a binary ack, a header and an attachment
+    client = raw().open()
+    client.send(b'423["encode","h\xc3\xa9"]')
+    assert client.text() == '461-3[{"encoded":{"_placeholder":true,"num":0}},2]'
+    fin, opcode, payload = client.frame()
+    assert (fin, opcode, payload) == (True, 0x2, "hé".encode())
+    client.send(b'424["shout","plain"]')
+    assert client.text() == '434["PLAIN"]'
+
+
 def test_client_close_is_answered_with_the_same_code_and_no_http_after(raw):
     client = raw().open()
     client.sock.sendall(client_frame(0x8, struct.pack("!H", 1000) + b"bye"))

@@ -367,12 +367,15 @@ class Server(DropsInvalidPackets, socketio.Server):
         ack_id = int(text[1:i])
         sock = self.eio.sockets.get(eio_sid)
         ws = getattr(sock, "direct", None)
-        if ws is None or sock.closed or Packet.data_is_binary(args):
-            # long-polling, binary data (and the test client): as python-socketio
-            ack = self.packet_class(socketio.packet.ACK, namespace="/", id=ack_id, data=args)
-            self._send_packet(eio_sid, ack)
-        else:
-            ws.write(encode_message(f"43{ack_id}{fastjson.dumps(args)}"))
+        if ws is not None and not sock.closed:
+            try:
+                ws.write(encode_message(f"43{ack_id}{fastjson.dumps(args)}"))
+                return True
+            except TypeError:
+                pass  # bytes in it, a binary ack (or nothing JSON can hold)
+        # long-polling, binary data (and the test client): as python-socketio
+        ack = self.packet_class(socketio.packet.ACK, namespace="/", id=ack_id, data=args)
+        self._send_packet(eio_sid, ack)
         return True
 
     def _send_packet(self, eio_sid: str, pkt: Any) -> None:

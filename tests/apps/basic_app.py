@@ -143,6 +143,12 @@ def shout(request, socket, context, text):
     return text.upper()
 
 
+@on("encode")
+def encode(request, socket, context, text):
+    # bytes in the acknowledgement of a text event: a binary ack
+    return {"encoded": text.encode()}, len(text)
+
+
 class Index:
     def GET(self):
         return "webpy-socketio test app"
