@@ -142,6 +142,12 @@ class WebSocket:
         # the non-blocking OS socket under gevent's wrapper, for writes that
         # must never switch greenlets
         self._raw = getattr(sock, "_sock", sock)
+        # how gevent's own recv waits for a readable socket (with the
+        # socket's timeout); without it, reads just try the recv first
+        self._wait = getattr(sock, "_wait", None)
+        self._read_event = getattr(sock, "_read_event", None)
+        if self._read_event is None:
+            self._wait = None
         self._limit = max_message_size
         self._buf = initial
         self._pos = 0
@@ -257,12 +263,12 @@ class WebSocket:
     def _fill(self, n: int) -> None:
         """Make at least ``n`` unread bytes available."""
         while len(self._buf) - self._pos < n:
-            if self._pos >= len(self._buf):
+            if self._pos >= len(self._buf) and self._wait is not None:
                 # everything read: a client that waits for our answer has
                 # sent nothing more yet, so wait for data before the recv
                 # rather than after a recv that fails (one system call and
                 # one exception less per message; echo +10%)
-                self.sock._wait(self.sock._read_event)
+                self._wait(self._read_event)
             data = self.sock.recv(max(_READ_SIZE, n))
             if not data:
                 raise ConnectionClosed("the client closed the connection")
