@@ -104,11 +104,14 @@ class Socket:
 
     def subscribe(self, channel: str) -> None:
         """Subscribe this socket to ``channel`` from the server side. No
-        ``on_subscribe`` handler runs: the application decided.
+        ``on_subscribe`` handler runs: the application decided. Nothing
+        happens for a socket that has disconnected.
 
         :raises InvalidChannel: for a name that is not a valid channel.
         """
         _channels.validate(channel)
+        if self._engine.manager.eio_sid_from_sid(self.session_id, "/") is None:
+            return  # the socket has gone (while a handler waited, say)
         self._engine.enter_room(self.session_id, _channels.room(channel))
         self._joined[channel] = None
 

@@ -172,6 +172,9 @@ def subscribing(request, socket, context, channel):
         return False
     if channel.startswith("denied-"):
         raise Denied("not for you")
+    if channel.startswith("slow-"):
+        # a handler that asks something slow (a database, say) first
+        gevent.sleep(1)
     if channel.startswith("greet-"):
         # greet the channel from inside the subscription, newcomer included
         socket.send_and_broadcast_channel({"joined": context["name"]}, channel)

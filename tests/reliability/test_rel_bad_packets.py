@@ -221,6 +221,32 @@ def test_session_closed_while_its_connect_handler_runs(rel_server):
     assert "Traceback" not in log.new(timeout=0.5)
 
 
+def test_session_closed_while_its_subscribe_handler_runs(rel_server):
+    # the tab closes while on_subscribe waits: the socket is gone by the
+    # time the handler agrees, so it must not join the channel (python-
+    # socketio raised KeyError and left an empty room behind)
+    log = Log(rel_server)
+    session = PollSession(rel_server.host, rel_server.port)
+    session.connect()
+    ack = session.next_ack()
+    joining = threading.Thread(
+        target=session.post,
+        args=(f'42{ack}["wsio:subscribe","slow-{ack}"]'.encode(),),
+        daemon=True,
+    )
+    joining.start()
+    time.sleep(0.3)  # the subscription is in on_subscribe now
+    closer = Stream(rel_server.host, rel_server.port, 5.0)
+    closer.send(session._request_bytes("POST", session._query(), b"1"))
+    assert read_response(closer, time.monotonic() + 5).status == 200
+    closer.close()
+    joining.join(5)
+    session.close("fin")
+    reading = rel_server.wait_idle(10)
+    assert not leftovers(reading), leftovers(reading)
+    assert "Traceback" not in log.new(timeout=1.5)
+
+
 def test_message_with_several_arguments_is_one_list(rel_server):
     # socket.send(a, b) sends two arguments; handlers take one message, so
     # each failed with a TypeError, and any client could make them all raise

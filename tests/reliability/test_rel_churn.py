@@ -10,6 +10,7 @@ import math
 import os
 import queue
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -34,10 +35,15 @@ SEED = int(
         20261130 if os.environ.get("CI") == "true" else int(time.time()) % 100_000,
     )
 )
-#: allowed growth of the server's resident memory from the end of the first
-#: round (when it has held a full round of clients once) to the end of the
-#: last, read after gc and malloc_trim (raw RSS is reported beside it)
+#: allowed growth of the server's resident memory over the run, read after
+#: gc and malloc_trim at the end of each round (raw RSS is reported beside
+#: it): the median of the last three rounds against the median of the first
+#: three. A single reading moves by about a megabyte from round to round
+#: (the allocator settles over the first two), which put one round against
+#: another anywhere between +1% and +6% on the same code; a leak grows
+#: round after round and shows in the medians all the same
 MAX_RSS_GROWTH = 0.05
+EDGE_ROUNDS = 3
 
 
 class Driver:
@@ -161,8 +167,11 @@ def test_churn_leaves_nothing_behind(churn_server):
         driver.stop()
     # the last clients' close handshakes may still be timing out
     final = wait_until(lambda: server.registry(gc=True), settled(idle), timeout=15)
-    first, last = rounds[0]["rss_kb"], rounds[-1]["rss_kb"]
+    edge = EDGE_ROUNDS if len(rounds) >= 2 * EDGE_ROUNDS else 1
+    first = statistics.median(r["rss_kb"] for r in rounds[:edge])
+    last = statistics.median(r["rss_kb"] for r in rounds[-edge:])
     growth = (last - first) / first
+    single = (rounds[-1]["rss_kb"] - rounds[0]["rss_kb"]) / rounds[0]["rss_kb"]
     raw_growth = (rounds[-1]["raw_rss_kb"] - rounds[0]["raw_rss_kb"]) / rounds[0]["raw_rss_kb"]
     sids = done["sids"]
     result = {
@@ -182,6 +191,7 @@ def test_churn_leaves_nothing_behind(churn_server):
             )
         },
         "rss_growth": round(growth, 4),
+        "rss_growth_first_to_last_round": round(single, 4),
         "raw_rss_growth": round(raw_growth, 4),
         "session_ids": len(sids),
         "distinct_session_ids": len(set(sids)),
@@ -193,5 +203,8 @@ def test_churn_leaves_nothing_behind(churn_server):
     # no file descriptor more than before the first round
     assert final["live_clients"] == 0 and final["live_sockets"] == 0
     assert settled(idle)(final), (idle, final)
-    assert growth < MAX_RSS_GROWTH, f"RSS grew {growth:.1%} from round 1 to round {ROUNDS}"
+    assert growth < MAX_RSS_GROWTH, (
+        f"RSS grew {growth:.1%} from the first {edge} rounds to the last {edge}",
+        [r["rss_kb"] for r in rounds],
+    )
     assert len(set(sids)) == len(sids) == CLIENTS * ROUNDS
