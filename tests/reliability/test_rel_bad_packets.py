@@ -196,6 +196,24 @@ def test_packets_after_close_in_one_body_are_dropped(rel_server):
     assert "Traceback" not in log.new(timeout=0.5)
 
 
+def close_while_handling(server, session, body: bytes) -> dict:
+    """POST ``body`` on a long-polling session and, while its handler
+    waits, close the session from another connection (as a closed tab's
+    last request would); return the registry once it has settled."""
+    handling = threading.Thread(target=session.post, args=(body,), daemon=True)
+    handling.start()
+    time.sleep(0.3)  # the packet is in its (slow) handler now
+    closer = Stream(server.host, server.port, 5.0)
+    closer.send(session._request_bytes("POST", session._query(), b"1"))
+    assert read_response(closer, time.monotonic() + 5).status == 200
+    closer.close()
+    handling.join(5)
+    session.close("fin")
+    reading = server.wait_idle(10)
+    assert not leftovers(reading), leftovers(reading)
+    return reading
+
+
 def test_session_closed_while_its_connect_handler_runs(rel_server):
     # the close arrives while on_connect waits: python-socketio skipped the
     # disconnect (the socket was still connecting) and then registered the
@@ -204,18 +222,7 @@ def test_session_closed_while_its_connect_handler_runs(rel_server):
     log = Log(rel_server)
     before = rel_server.registry()["counts"]
     session = PollSession(rel_server.host, rel_server.port, query={"slow_connect": "1"})
-    connecting = threading.Thread(target=session.post, args=(b"40",), daemon=True)
-    connecting.start()
-    time.sleep(0.3)  # the CONNECT is in on_connect now
-    closer = Stream(rel_server.host, rel_server.port, 5.0)
-    closer.send(session._request_bytes("POST", session._query(), b"1"))
-    assert read_response(closer, time.monotonic() + 5).status == 200
-    closer.close()
-    connecting.join(5)
-    session.close("fin")
-    reading = rel_server.wait_idle(10)
-    assert not leftovers(reading), leftovers(reading)
-    counts = reading["counts"]
+    counts = close_while_handling(rel_server, session, b"40")["counts"]
     for event in ("connect", "disconnect", "finish"):
         assert counts.get(event, 0) == before.get(event, 0) + 1, (event, counts)
     assert "Traceback" not in log.new(timeout=0.5)
@@ -224,26 +231,11 @@ def test_session_closed_while_its_connect_handler_runs(rel_server):
 def test_session_closed_while_its_subscribe_handler_runs(rel_server):
     # the tab closes while on_subscribe waits: the socket is gone by the
     # time the handler agrees, so it must not join the channel (python-
-    # socketio raised KeyError and left an empty room behind)
+    # socketio's enter_room raised)
     log = Log(rel_server)
     session = PollSession(rel_server.host, rel_server.port)
     session.connect()
-    ack = session.next_ack()
-    joining = threading.Thread(
-        target=session.post,
-        args=(f'42{ack}["wsio:subscribe","slow-{ack}"]'.encode(),),
-        daemon=True,
-    )
-    joining.start()
-    time.sleep(0.3)  # the subscription is in on_subscribe now
-    closer = Stream(rel_server.host, rel_server.port, 5.0)
-    closer.send(session._request_bytes("POST", session._query(), b"1"))
-    assert read_response(closer, time.monotonic() + 5).status == 200
-    closer.close()
-    joining.join(5)
-    session.close("fin")
-    reading = rel_server.wait_idle(10)
-    assert not leftovers(reading), leftovers(reading)
+    close_while_handling(rel_server, session, b'421["wsio:subscribe","slow-1"]')
     assert "Traceback" not in log.new(timeout=1.5)
 
 
