@@ -44,7 +44,6 @@ from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
 from . import fastjson
-from .events import RESERVED_EVENT_NAMES
 from .protocol import (
     DECODE_ERRORS,
     CheckedPacket,
@@ -52,10 +51,12 @@ from .protocol import (
     EndsOnUndecodableBody,
     GuardedRequests,
     log_invalid,
+    payload_problem,
 )
 from .websocket import CLOSE_TIMEOUT, EngineWebSocket, WebSocket, encode_message
 
 _NOOP = eio_packet.NOOP
+_EVENT = socketio.packet.EVENT
 _PING_FRAME = encode_message(eio_packet.Packet(eio_packet.PING).encode())
 
 
@@ -329,7 +330,6 @@ class Server(DropsInvalidPackets, socketio.Server):
         if (
             type(data) is str
             and data[:1] == "2"
-            and eio_sid in self.environ
             and eio_sid not in self._binary_packet
             and not self.async_handlers
             and self._plain_event(eio_sid, data)
@@ -353,8 +353,10 @@ class Server(DropsInvalidPackets, socketio.Server):
             data = fastjson.loads(text[i:])
         except DECODE_ERRORS:
             return False
-        if not data or type(data[0]) is not str or data[0] in RESERVED_EVENT_NAMES:
+        if payload_problem(_EVENT, data) is not None:
             return False
+        # a closed session has no sid any more (DropsInvalidPackets drops
+        # its packets); one still connecting is not connected yet
         manager = self.manager
         sid = manager.sid_from_eio_sid(eio_sid, "/")
         if sid is None or not manager.is_connected(sid, "/"):
