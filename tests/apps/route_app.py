@@ -31,8 +31,8 @@ def echo(request, socket, context, message):
 
 
 def greedy(handler):
-    # consumes wsgi.input, as body-reading hooks do; a request that says
-    # Content-Length: ?greedy=no is left for the route to refuse
+    # consumes wsgi.input, as body-reading hooks do; a request with
+    # greedy=no in its query is left to the route (which checks the length)
     if web.ctx.method == "POST" and "greedy=no" not in web.ctx.query:
         web.data()
     return handler()

@@ -20,21 +20,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from relsupport import HERE, RelServer, leftovers, save
+from relsupport import HERE, RelServer, leftovers, run_seed, save
 from support import python_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
 CLIENTS = int(os.environ.get("RELIABILITY_CHURN_CLIENTS", "2000"))
 ROUNDS = int(os.environ.get("RELIABILITY_CHURN_ROUNDS", "10"))
-#: under CI=true the same clients drop the same way every run (see the fuzz
-#: test); elsewhere each run draws new ones
-SEED = int(
-    os.environ.get(
-        "RELIABILITY_SEED",
-        20261130 if os.environ.get("CI") == "true" else int(time.time()) % 100_000,
-    )
-)
+#: under CI=true the same clients drop the same way every run
+SEED = run_seed()
 #: allowed growth of the server's resident memory over the run, read after
 #: gc and malloc_trim at the end of each round (raw RSS is reported beside
 #: it): the median of the last three rounds against the median of the first

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from relsupport import HERE, RESULTS, RelServer, leftovers, save
+from relsupport import HERE, RESULTS, RelServer, leftovers, run_seed, save
 from support import NodeAgent, node_agent, python_env
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.node]
@@ -34,15 +34,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.server, pytest.mark.node]
 INPUTS = int(os.environ.get("RELIABILITY_FUZZ_INPUTS", "100000"))
 #: inputs sent before memory is first measured
 WARMUP_INPUTS = 6_000
-#: the corpus of CI runs (seeds 1 to 40, 20,000 inputs each, also passed
-#: without a traceback or a hung input when this was set)
-CI_SEED = 20261130
-SEED = int(
-    os.environ.get(
-        "RELIABILITY_SEED",
-        CI_SEED if os.environ.get("CI") == "true" else int(time.time()) % 100_000,
-    )
-)
+SEED = run_seed()
 WORKERS = 6
 #: Memory is read after gc and malloc_trim (the raw RSS, which also counts
 #: free heap pages glibc keeps, is reported beside it) after the warm-up and
