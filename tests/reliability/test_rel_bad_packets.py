@@ -37,6 +37,7 @@ def lenient_server():
     yield server
     server.stop()
 
+
 INVALID_SOCKETIO = [
     "4",  # an Engine.IO message with no Socket.IO packet in it
     "42",  # an event with no payload
