@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import AppServer, NodeAgent  # noqa: E402
 
-
 #: The engine's two implementations (SOCKETIO_FAST_PATH True and False); the
 #: real-client modules run on both, and any difference is a bug in one.
 ENGINE_PATHS = ["fast", "stock"]
