@@ -44,6 +44,8 @@ EMPTY_WHEN_IDLE = (
     "binary_pending",
     "callbacks",
     "pending_connect",
+    "connecting",
+    "held",
     "pending_disconnect",
     "eio_to_sid",
 )

@@ -56,6 +56,10 @@ def bad_request(reason: str) -> dict[str, Any]:
     return _response("400 Bad Request", engineio.json.dumps(reason).encode("utf-8"))
 
 
+def _close_at_once(ws: Any) -> list[bytes]:
+    return []  # EngineWebSocket closes the connection when this returns
+
+
 class EngineIOServer(engineio.Server):
     """python-engineio's server answering requests as the protocol says.
 
@@ -124,6 +128,12 @@ class EngineIOServer(engineio.Server):
             return self.refuse("bad-sid", "Invalid session", sid)
         if not sock.connected:
             return self.refuse("not-connected", "Not connected", sid)
+        if transport == "websocket" and method == "GET" and (sock.upgraded or sock.upgrading):
+            # "A client MUST NOT open more than one WebSocket connection per
+            # session. Should it happen, the server MUST close the WebSocket
+            # connection": accepted, then closed at once (an HTTP error
+            # would reach a browser's page as an uncaught error event)
+            return self.websocket_class(_close_at_once, self)(environ, start_response)
         if sock.upgraded:
             return self.refuse("unexpected-http", "Unexpected HTTP request", sid)
         if method == "GET":
