@@ -46,8 +46,7 @@ libraries. In short:
   ``._send_eio_packet``, ``._binary_packet``, ``.environ``, ``.not_handled``,
   ``.manager_initialized``, ``.reason``; ``Manager.rooms``, ``.connect``,
   ``.sid_from_eio_sid``, ``.eio_sid_from_sid``, ``.is_connected``;
-  ``packet.Packet.decode``, ``.add_attachment``, ``.data_is_binary`` (``._data_is_binary``
-  before 5.14);
+  ``packet.Packet.decode``, ``.add_attachment``, ``.data_is_binary``;
   ``RedisManager._publish``, ``._redis_connect``,
   ``._redis_listen_with_retries`` and its ``redis_options`` option.
 """
@@ -58,7 +57,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 #: The versions the contract test and CI cover (see pyproject.toml).
-SUPPORTED = {"python-socketio": ("5.12.0", "5.18.1"), "python-engineio": ("4.11.0", "4.15.1")}
+SUPPORTED = {"python-socketio": ("5.15.0", "5.18.1"), "python-engineio": ("4.11.0", "4.15.1")}
 
 
 def create_server(fast_path: bool = True, **options: Any) -> Any:

@@ -123,6 +123,3 @@ class FastPacket(Packet):
             if cls.data_is_binary(item):
                 return True
         return False
-
-    # python-socketio before 5.14 calls it by this name
-    _data_is_binary = data_is_binary

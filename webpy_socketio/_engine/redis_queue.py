@@ -16,6 +16,7 @@ from typing import Any
 from ..exceptions import MessageQueueError
 from ..messagequeue import CONNECT_TIMEOUT, describe
 from ..messagequeue import reason as _reason
+from . import fastjson
 
 logger = logging.getLogger("webpy_socketio.queue")
 
@@ -148,7 +149,7 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
         try:
             if not self.connected:
                 self._redis_connect()
-            result = self.redis.publish(self.channel, self.json.dumps(data))
+            result = self.redis.publish(self.channel, fastjson.dumps(data))
         except Exception as exc:
             self.connected = False
             self._pause_until = time.monotonic() + PUBLISH_PAUSE

@@ -72,7 +72,7 @@ NAMES: tuple[Name, ...] = (
     Name(_SIO_SERVER, "environ", "instance", "eio_sid -> connect environ; gone once closed"),
     Name(_SIO_SERVER, "not_handled", "instance", "what _trigger_event returns for no handler"),
     Name(_SIO_SERVER, "manager_initialized", "instance", "the queue is started at server start"),
-    Name(_SIO_SERVER, "reason", "class", "disconnect reasons (python-socketio >= 5.12)"),
+    Name(_SIO_SERVER, "reason", "class", "disconnect reasons"),
     # -- python-socketio: rooms --------------------------------------------------
     Name(_SIO_MANAGER, "rooms", "instance", "namespace -> room -> members, read for channels"),
     Name(_SIO_MANAGER, "connect", "class", "registers a socket whose handlers run"),
@@ -82,17 +82,13 @@ NAMES: tuple[Name, ...] = (
     # -- python-socketio: packets ------------------------------------------------
     Name(_SIO_PACKET, "decode", "class", "wrapped: decoding errors become one-line reports"),
     Name(_SIO_PACKET, "add_attachment", "class", "wrapped: bad attachments are reported"),
-    Name(
-        _SIO_PACKET,
-        "data_is_binary|_data_is_binary",
-        "class",
-        "the fast path's quicker version (renamed in 5.14)",
-    ),
+    Name(_SIO_PACKET, "data_is_binary", "class", "the fast path's quicker version"),
     # -- python-socketio: the Redis manager --------------------------------------
     Name(_REDIS, "_publish", "class", "a lost Redis costs one attempt, logged once"),
     Name(_REDIS, "_redis_connect", "class", "connects (also for the reachability check)"),
     Name(_REDIS, "_redis_listen_with_retries", "class", "subscribes at start, retries quickly"),
     Name(_REDIS, "redis_options", "kwarg", "short timeouts and one retry"),
+    Name(_REDIS, "connected", "instance", "whether the publishing connection is up"),
 )
 
 
@@ -118,6 +114,9 @@ def _instance(owner: str) -> Any:
         return socketio.Server(async_mode="gevent")
     if owner == _SIO_MANAGER:
         return socketio.Manager()
+    if owner == _REDIS:
+        # a client object only: nothing connects until a command is sent
+        return socketio.RedisManager("redis://127.0.0.1:9/0", write_only=True)
     raise LookupError(f"no instance recipe for {owner}")
 
 
@@ -133,8 +132,7 @@ def missing() -> list[str]:
             gone.append(f"{entry.owner} (the class itself) - needed for: {entry.why}")
             continue
         if entry.kind == "class":
-            # "a|b": either spelling (a name renamed between versions)
-            found = any(hasattr(owner, name) for name in entry.name.split("|"))
+            found = hasattr(owner, entry.name)
         elif entry.kind == "kwarg":
             found = entry.name in inspect.signature(owner.__init__).parameters
         else:
