@@ -27,3 +27,17 @@ def agent() -> Iterator[NodeAgent]:
     node = NodeAgent()
     yield node
     node.close()
+
+
+@pytest.fixture(scope="module", params=["fast", "stock"])
+def conformance_server(request: pytest.FixtureRequest) -> Iterator[AppServer]:
+    """tests/apps/conformance_app.py with conformance_settings, once per code
+    path: ``fast`` (the project's fast path) and ``stock`` (python-socketio's
+    own code, SOCKETIO_FAST_PATH = False). The protocol must be the same."""
+    server = AppServer(
+        "conformance_app.py",
+        f"conformance-{request.module.__name__.rsplit('.', 1)[-1]}-{request.param}",
+        env={"WSIO_SETTINGS_MODULE": "conformance_settings", "WSIO_TEST_PATH": request.param},
+    )
+    yield server
+    server.stop()
