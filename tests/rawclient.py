@@ -270,17 +270,33 @@ class _Session:
         assert isinstance(pkt, str), f"expected a text packet, got binary {pkt!r}"
         return pkt
 
-    def wait_closed(self, timeout: float = DEADLINE) -> list[str | bytes]:
+    def wait_closed(
+        self, timeout: float = DEADLINE, fail_if: Any = None
+    ) -> list[str | bytes]:
         """Wait until the server has closed the session; return what it sent
-        meanwhile. AssertionError if it is still open at the deadline."""
-        if not self.closed.wait(timeout):
-            raise AssertionError(
-                f"the server kept the {self.transport} session open for {timeout} s"
-            )
-        got = []
-        while not self.inbox.empty():
-            got.append(self.inbox.get())
-        return got
+        meanwhile. AssertionError if it is still open at the deadline, or as
+        soon as it sends a packet for which ``fail_if(packet)`` is true (a
+        server that answers has not closed)."""
+        deadline = time.monotonic() + timeout
+        got: list[str | bytes] = []
+        while True:
+            closed = self.closed.is_set()
+            while not self.inbox.empty():
+                pkt = self.inbox.get()
+                got.append(pkt)
+                if fail_if is not None and fail_if(pkt):
+                    raise AssertionError(
+                        f"the server answered {pkt!r} instead of closing the "
+                        f"{self.transport} session (received {got!r})"
+                    )
+            if closed:
+                return got
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"the server kept the {self.transport} session open for {timeout} s "
+                    f"(received {got!r})"
+                )
+            self.closed.wait(0.02)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -552,3 +568,40 @@ def parse_sio(pkt: str | bytes) -> SioPacket:
 
 def placeholder(num: int) -> dict[str, Any]:
     return {"_placeholder": True, "num": num}
+
+
+def connect_packet(nsp: str = "/", auth: Any = None) -> str:
+    """The Engine.IO MESSAGE carrying a Socket.IO CONNECT (``40``,
+    ``40/custom,``, with the JSON payload if any)."""
+    head = "40" if nsp == "/" else f"40{nsp},"
+    return head + ("" if auth is None else json.dumps(auth, separators=(",", ":")))
+
+
+def sio_connect(
+    session: _Session,
+    nsp: str = "/",
+    auth: Any = None,
+    packet: str | None = None,
+    timeout: float = DEADLINE,
+) -> tuple[SioPacket, SioPacket]:
+    """Join ``nsp`` (with ``packet`` as the CONNECT if given); return the
+    server's CONNECT packet and the conformance app's ``auth`` event,
+    whatever their order (tests that care about it check it themselves).
+    Pings that reach the inbox (``auto_pong=False``) are answered."""
+    session.send(packet if packet is not None else connect_packet(nsp, auth))
+    connect = event = None
+    deadline = time.monotonic() + timeout
+    while connect is None or event is None:
+        raw = session.recv(max(0.0, deadline - time.monotonic()))
+        if raw == "2":
+            session.send("3")
+            continue
+        pkt = parse_sio(raw)
+        assert pkt.nsp == nsp, f"expected packets of {nsp}, got {pkt.raw!r}"
+        if pkt.type == 0:
+            connect = pkt
+        elif pkt.type == 2 and isinstance(pkt.data, list) and pkt.data[:1] == ["auth"]:
+            event = pkt
+        else:
+            raise AssertionError(f"unexpected packet while connecting to {nsp}: {pkt.raw!r}")
+    return connect, event
