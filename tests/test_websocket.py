@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from webpy_socketio.websocket import accept_key, encode_frame, unmask
+from webpy_socketio._websocket.connection import accept_key, encode_frame, unmask
 
 pytestmark = [pytest.mark.server]
 

@@ -1,6 +1,7 @@
 """Turns python-socketio's callbacks into webpy_socketio events.
 
-Wire protocol on the default namespace (documented in the README):
+Wire protocol, in every namespace an application registered handlers for
+(documented in the README):
 
 - ``message`` (``socket.send(data)`` in the browser): ``on_message``; the
   first value other than None a handler returns is the acknowledgement.
@@ -28,13 +29,12 @@ from .events import Event
 from .exceptions import Denied, InvalidChannel
 from .requests import Request
 from .sockets import Socket
+from .wire import MESSAGE_EVENT, PROTOCOL_PREFIX, SUBSCRIBE, UNSUBSCRIBE
 
 logger = logging.getLogger("webpy_socketio")
 #: One line per received message, formatted by SOCKETIO_MESSAGE_LOG_FORMAT.
 message_logger = logging.getLogger("webpy_socketio.messages")
 
-SUBSCRIBE = "wsio:subscribe"
-UNSUBSCRIBE = "wsio:unsubscribe"
 SERVER_ERROR = "server error"
 
 
@@ -60,7 +60,7 @@ def fire(
         return []
     scope = (channel,) if channel is not None else (lambda: client.socket.channels)
     results = []
-    for handler in event.matching(scope):
+    for handler in event.matching(scope, client.socket.namespace):
         try:
             result = handler(client.request, client.socket, client.context, *args)
         except Denied:
@@ -122,18 +122,28 @@ class Dispatcher:
         self.engine = engine
 
     def install(self) -> None:
-        on = self.engine.on
+        # registered for every namespace ("*": python-socketio passes the
+        # namespace first); which namespaces exist is the events' registry's
+        # business, asked at each connect
+        engine = self.engine
+        engine.namespace_known = events.namespace_known
+
+        def on(event: str, handler: Callable[..., Any]) -> None:
+            engine.on(event, handler, namespace="*")
+
         on("connect", self.connect)
         on("disconnect", self.disconnect)
-        on("message", self.message)
+        on(MESSAGE_EVENT, self.message)
         on(SUBSCRIBE, self.subscribe)
         on(UNSUBSCRIBE, self.unsubscribe)
         on("*", self.named)
 
     # -- connection lifecycle ------------------------------------------------
 
-    def connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> bool:
-        client = Client(Request(environ, auth), Socket(sid, self.engine))
+    def connect(
+        self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any = None
+    ) -> bool:
+        client = Client(Request(environ, auth), Socket(sid, self.engine, namespace))
         clients.add(client)
         try:
             fire(events.on_connect, client, refusable=True)
@@ -144,7 +154,7 @@ class Dispatcher:
             raise ConnectionRefusedError(exc.reason or "connection refused") from None
         return True
 
-    def disconnect(self, sid: str, reason: str | None = None) -> None:
+    def disconnect(self, namespace: str, sid: str, reason: str | None = None) -> None:
         client = clients.get(sid)
         if client is None:
             return
@@ -161,7 +171,7 @@ class Dispatcher:
 
     # -- events from the client ----------------------------------------------
 
-    def message(self, sid: str, *data: Any) -> Any:
+    def message(self, namespace: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
         if client is None:
             return None
@@ -172,11 +182,11 @@ class Dispatcher:
         _log_message(client, lambda: _as_text(message))
         return _first(fire(events.on_message, client, message))
 
-    def named(self, event_name: str, sid: str, *data: Any) -> Any:
+    def named(self, event_name: str, namespace: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
         if client is None:
             return None
-        if event_name.startswith(events.PROTOCOL_PREFIX):
+        if event_name.startswith(PROTOCOL_PREFIX):
             return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
         event = events.named.get(event_name)
         # the name escaped as in JSON: a newline in it would forge a log line
@@ -186,7 +196,7 @@ class Dispatcher:
             return None
         return _first(fire(event, client, *data))
 
-    def subscribe(self, sid: str, *data: Any) -> dict[str, Any]:
+    def subscribe(self, namespace: str, sid: str, *data: Any) -> dict[str, Any]:
         client = clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not connected"}
@@ -210,7 +220,7 @@ class Dispatcher:
         client.socket.subscribe(channel)
         return {"ok": True}
 
-    def unsubscribe(self, sid: str, *data: Any) -> dict[str, Any]:
+    def unsubscribe(self, namespace: str, sid: str, *data: Any) -> dict[str, Any]:
         client = clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not connected"}
