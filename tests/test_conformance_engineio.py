@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from rawclient import (
@@ -33,6 +33,7 @@ from rawclient import (
     Closed,
     Pending,
     PollClient,
+    Race,
     Stream,
     Timeout,
     WsClient,
@@ -47,6 +48,7 @@ from rawclient import (
     read_response,
     read_ws_frame,
     request,
+    retry_races,
     session_query,
     sio_connect,
     target,
@@ -60,26 +62,6 @@ PING_TIMEOUT_MS = 200
 MAX_PAYLOAD = 1_000_000
 OPEN_KEYS = {"sid", "upgrades", "pingInterval", "pingTimeout", "maxPayload"}
 TRANSPORTS = ["polling", "websocket"]
-
-T = TypeVar("T")
-
-
-class Race(Exception):
-    """A ping of the server came between two steps that had to be
-    adjacent; the attempt proves nothing either way."""
-
-
-def retry_races(attempt: Callable[[], T], attempts: int = 3) -> T:
-    """Run ``attempt`` until it is not spoiled by a :class:`Race`."""
-    for _ in range(attempts - 1):
-        try:
-            return attempt()
-        except Race:
-            continue
-    try:
-        return attempt()
-    except Race as exc:
-        raise AssertionError(f"every one of {attempts} attempts went wrong: {exc}") from None
 
 
 @pytest.fixture
@@ -445,9 +427,7 @@ def test_concurrent_post_is_400_and_closes(port):
         first = Stream(HOST, port, DEADLINE)
         try:
             first.send(
-                http_request("POST", target(session_query(sid)), f"{HOST}:{port}", None, b"40")[
-                    :-1
-                ]
+                http_request("POST", target(session_query(sid)), f"{HOST}:{port}", None, b"40")[:-1]
             )
             time.sleep(0.15)
             second = post(port, sid, "40")
@@ -482,8 +462,9 @@ def test_duplicate_get_is_400_and_closes(port):
             b.close()
         for r in (ra, rb):
             if r.status == 200 and "2" in decode_payload(r.body):
-                raise Race(f"a ping answered one GET ({ra.status} {ra.body!r}, "
-                           f"{rb.status} {rb.body!r})")
+                raise Race(
+                    f"a ping answered one GET ({ra.status} {ra.body!r}, {rb.status} {rb.body!r})"
+                )
         statuses = sorted((ra.status, rb.status))
         assert statuses[0] in (200, 400) and statuses[1] == 400, (ra, rb)
         assert get(port, sid).status == 400, "the session outlived the duplicate GET"
@@ -510,22 +491,37 @@ def test_heartbeat_polling(port):
     the server sends a `ping` packet and the client has a few seconds (the
     `pingTimeout` value) to send a `pong` packet back (three rounds over
     HTTP long-polling)."""
-    sid, _ = open_polling(port)
-    for _ in range(3):
-        response = get(port, sid)
-        assert (response.status, decode_payload(response.body)) == (200, ["2"])
-        response = post(port, sid, "3")
-        assert response.status == 200
+
+    def attempt() -> None:
+        sid, _ = open_polling(port)
+        for _ in range(3):
+            response = get(port, sid)
+            packets = decode_payload(response.body) if response.status == 200 else []
+            if response.status == 400 or packets == ["1"]:
+                raise Race(f"the session ended ({response.status} {packets!r}): a late pong?")
+            assert (response.status, packets) == (200, ["2"])
+            assert post(port, sid, "3").status == 200
+
+    retry_races(attempt)
 
 
 def test_heartbeat_websocket(port):
     """At a given interval the server sends a `ping` packet and the client
     has `pingTimeout` to send a `pong` packet back (three rounds over a
     websocket)."""
-    with WsClient(port, auto_pong=False) as ws:
-        for _ in range(3):
-            assert ws.recv() == "2"
-            ws.send("3")
+
+    def attempt() -> None:
+        with WsClient(port, auto_pong=False) as ws:
+            for _ in range(3):
+                try:
+                    assert ws.recv() == "2"
+                except AssertionError:
+                    if ws.closed.is_set():
+                        raise Race(f"the session ended ({ws.close_reason}): a late pong?") from None
+                    raise
+                ws.send("3")
+
+    retry_races(attempt)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -533,13 +529,17 @@ def test_answered_pings_keep_session_open(port, transport):
     """Once the handshake is completed, a heartbeat mechanism is started to
     check the liveness of the connection (a client that answers every ping
     stays connected over many intervals)."""
-    with client(port, transport) as c:
-        sio_connect(c)
-        time.sleep(2.0)
-        assert not c.closed.is_set(), c.close_reason
-        c.send(echo("still here"))
-        assert echoed(c.recv()) == "still here"
-        assert c.pings >= 3
+
+    def attempt() -> None:
+        with client(port, transport) as c:
+            sio_connect(c)
+            if c.closed.wait(2.0):
+                raise Race(f"the session ended ({c.close_reason}): a late pong?")
+            c.send(echo("still here"))
+            assert echoed(c.recv()) == "still here"
+            assert c.pings >= 3
+
+    retry_races(attempt)
 
 
 def test_ping_timeout_closes_polling_session(port):
@@ -763,7 +763,9 @@ def test_error_answer_keeps_or_announces_closing_connection(port, method, query,
         try:
             second = read_response(stream, time.monotonic() + DEADLINE)
         except Closed as exc:
-            raise AssertionError(f"the server closed a persistent connection unannounced: {exc}")
+            raise AssertionError(
+                f"the server closed a persistent connection unannounced: {exc}"
+            ) from None
         assert second.status == 200
         assert decode_payload(second.body)[0].startswith("0")
     finally:
