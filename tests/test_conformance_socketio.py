@@ -335,6 +335,19 @@ def test_custom_namespace_binary_event(c):
     assert c.recv() == b"\x01\x02"
 
 
+def test_custom_namespace_binary_ack(c):
+    """`461-/admin,1[{"_placeholder":true,"num":0}]` => Socket.IO "BINARY_ACK"
+    packet with a placeholder, the binary attachment sent in the following
+    frame (sample session)."""
+    sio_connect(c, "/custom")
+    c.send_many(['451-/custom,5["message-with-ack",{"_placeholder":true,"num":0}]', b"\xff\x00"])
+    header = sio(c)
+    assert header.raw.startswith("461-/custom,5[")
+    assert (header.type, header.attachments, header.nsp, header.id) == (6, 1, "/custom", 5)
+    assert header.data == [placeholder(0)]
+    assert c.recv() == b"\xff\x00"
+
+
 def test_namespaces_receive_their_own_events(c):
     """A client MAY be connected to multiple namespaces at the same time,
     with the same underlying WebSocket connection (each namespace's events
