@@ -12,6 +12,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from support import AppServer, NodeAgent  # noqa: E402
 
+#: The engine's two implementations (SOCKETIO_FAST_PATH True and False); the
+#: real-client modules run on both, and any difference is a bug in one.
+ENGINE_PATHS = ["fast", "stock"]
+
+
+@pytest.fixture(scope="module", params=ENGINE_PATHS)
+def engine_path(request: pytest.FixtureRequest) -> str:
+    """The engine path a module's server runs ("fast" or "stock"); test apps
+    read it from WSIO_TEST_PATH (tests/apps/settings.py)."""
+    return str(request.param)
+
 
 @pytest.fixture(scope="module")
 def basic_server() -> Iterator[AppServer]:

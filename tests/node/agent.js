@@ -7,6 +7,7 @@
 //   {"id": 3, "op": "send", "client": "a", "data": {...}}          (acked)
 //   {"id": 4, "op": "emit", "client": "a", "event": "x", "args": [...]}
 //   {"id": 5, "op": "unsubscribe" | "disconnect" | "channels" | "transport", "client": "a"}
+//   {"id": 6, "op": "namespace", "client": "b", "parent": "a", "namespace": "/admin", "options": {...}}
 // Replies:  {"id": 1, "ok": true, "result": ...} or {"id": 1, "ok": false, "error": "..."}
 // Events:   {"client": "a", "event": "message", "args": [...]}, also connect,
 //           disconnect, connect_error and the extension's wsio:refused.
@@ -45,7 +46,20 @@ function connect(cmd) {
     const mod = cmd.url.startsWith("https:") ? require("https") : require("http");
     options.agent = new mod.Agent({ localAddress: options.localAddress });
   }
-  const socket = io(cmd.url, options);
+  return watch(cmd, io(cmd.url, options));
+}
+
+// another namespace over the connection of client cmd.parent (one Engine.IO
+// session for both, as io(url + "/admin") does in a page that has io(url))
+function namespace(cmd) {
+  const manager = socketOf({ client: cmd.parent }).io;
+  const socket = manager.socket(cmd.namespace, cmd.options || {});
+  const connected = watch(cmd, socket);
+  socket.connect();
+  return connected;
+}
+
+function watch(cmd, socket) {
   clients.set(cmd.client, socket);
   socket.onAny((event, ...args) => out({ client: cmd.client, event, args }));
   for (const name of ["disconnect", "wsio:refused"]) {
@@ -79,6 +93,8 @@ async function handle(cmd) {
   switch (cmd.op) {
     case "connect":
       return withTimeout(connect(cmd), ms, "connect");
+    case "namespace":
+      return withTimeout(namespace(cmd), ms, "namespace connect");
     case "subscribe":
       return withTimeout(socketOf(cmd).subscribe(cmd.channel), ms, "subscribe ack");
     case "unsubscribe":

@@ -22,20 +22,26 @@ from rawsio import (
     read_response,
     ws_frame,
 )
-from relsupport import RelServer, leftovers
+from relsupport import leftovers, path_server
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def rel_server(engine_path):
+    """The fixture server on each engine path (raw clients run on both)."""
+    yield from path_server("bad-packets", engine_path)
+
 
 DROPPED = "Dropped an invalid packet from 127.0.0.1"
 CLOSED = "Closed the connection after an invalid packet from 127.0.0.1"
 
 
 @pytest.fixture(scope="module")
-def lenient_server():
+def lenient_server(engine_path):
     """The fixture server with SOCKETIO_STRICT_PROTOCOL = False."""
-    server = RelServer("bad-packets-lenient", settings="rel_lenient_settings")
-    yield server
-    server.stop()
+    yield from path_server("bad-packets-lenient", engine_path, "rel_lenient_settings")
+
 
 INVALID_SOCKETIO = [
     "4",  # an Engine.IO message with no Socket.IO packet in it

@@ -56,6 +56,10 @@ def bad_request(reason: str) -> dict[str, Any]:
     return _response("400 Bad Request", engineio.json.dumps(reason).encode("utf-8"))
 
 
+def _close_at_once(ws: Any) -> list[bytes]:
+    return []  # EngineWebSocket closes the connection when this returns
+
+
 class EngineIOServer(engineio.Server):
     """python-engineio's server answering requests as the protocol says.
 
@@ -95,37 +99,43 @@ class EngineIOServer(engineio.Server):
     def _route(self, environ: dict[str, Any], start_response: Any) -> Any:
         origin = environ.get("HTTP_ORIGIN")
         if origin and self.cors_allowed_origins != [] and not self.origin_allowed(origin, environ):
-            self.warn_once("bad-origin", f"{origin[:200]} is not an accepted origin.")
-            return bad_request("Not an accepted origin.")
+            return self.refuse("bad-origin", "Not an accepted origin", origin)
         method = environ.get("REQUEST_METHOD", "")
         if method == "OPTIONS":
             return {"status": "204 No Content", "headers": [], "response": b""}
         if method not in METHODS:
-            return bad_request(f"Method {method[:20]} is not allowed")
+            return self.refuse("bad-method", "Method not allowed", method)
         query = parse_qs(environ.get("QUERY_STRING", ""))
         if query.get("EIO") != ["4"]:
-            return bad_request(
+            return self.refuse(
+                "bad-version",
                 "The client is using an unsupported version of the Socket.IO or Engine.IO "
-                "protocols (EIO=4 is required)"
+                "protocols (EIO=4 is required)",
             )
         transport = (query.get("transport") or [None])[0]
         if transport not in self.transports:
-            return bad_request("Invalid transport")
+            return self.refuse("bad-transport", "Invalid transport", transport)
         upgrade = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
         if transport == "websocket" and not upgrade:
-            return bad_request("Invalid websocket upgrade")
+            return self.refuse("bad-upgrade", "Invalid websocket upgrade")
         sid = (query.get("sid") or [None])[0]
         if sid is None:
             if method != "GET":
-                return bad_request("Invalid session")
+                return self.refuse("bad-sid", "Invalid session", "(none)")
             return self._handle_connect(environ, start_response, transport)
         sock = self.sockets.get(sid)
         if sock is None or sock.closed or sock.expire_if_late():
-            return bad_request("Invalid session")
+            return self.refuse("bad-sid", "Invalid session", sid)
         if not sock.connected:
-            return bad_request("Not connected")
+            return self.refuse("not-connected", "Not connected", sid)
+        if transport == "websocket" and method == "GET" and (sock.upgraded or sock.upgrading):
+            # "A client MUST NOT open more than one WebSocket connection per
+            # session. Should it happen, the server MUST close the WebSocket
+            # connection": accepted, then closed at once (an HTTP error
+            # would reach a browser's page as an uncaught error event)
+            return self.websocket_class(_close_at_once, self)(environ, start_response)
         if sock.upgraded:
-            return bad_request("Unexpected HTTP request")
+            return self.refuse("unexpected-http", "Unexpected HTTP request", sid)
         if method == "GET":
             if transport == "websocket":
                 return sock.upgrade(environ, start_response)
@@ -134,7 +144,7 @@ class EngineIOServer(engineio.Server):
             except eio_exceptions.EngineIOError:
                 return bad_request("Bad request")
         if transport != "polling":
-            return bad_request("Invalid transport")
+            return self.refuse("bad-transport", "Invalid transport", transport)
         try:
             sock.handle_post_request(environ)
         except eio_exceptions.EngineIOError:
@@ -201,13 +211,16 @@ class EngineIOServer(engineio.Server):
             return r
         return dict(r, response=body, headers=r["headers"] + [("Content-Encoding", encoding)])
 
-    def warn_once(self, key: str, message: str) -> None:
-        """Log ``message`` as an error the first time, at INFO level after."""
+    def refuse(self, key: str, reason: str, detail: str | None = None) -> dict[str, Any]:
+        """A 400 saying ``reason``, logged as an error the first time for
+        ``key`` and at INFO level after (as engine.io did)."""
+        message = reason if detail is None else f"{reason} {str(detail)[:100]}"
         if key in self._warned:
             self.logger.info(message)
-            return
-        self._warned.add(key)
-        self.logger.error("%s (further occurrences are logged at INFO level)", message)
+        else:
+            self._warned.add(key)
+            self.logger.error("%s (further occurrences are logged at INFO level)", message)
+        return bad_request(reason)
 
     # -- CORS ----------------------------------------------------------------
 

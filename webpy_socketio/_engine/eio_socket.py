@@ -218,7 +218,15 @@ class Socket(EngineIOSocket):
         for pkt in packets:
             if self.closed:
                 break  # what follows a CLOSE (or a fatal packet) is dropped
-            self.receive(pkt)
+            try:
+                self.receive(pkt)
+            except eio_exceptions.UnknownPacketError:
+                # a PING or NOOP from the client: not its to send
+                who = f"{environ.get('REMOTE_ADDR', '?')}, Engine.IO session {self.sid}"
+                log_invalid(
+                    who, InvalidBody(f"packet type {pkt.packet_type} from a client"), CLOSED
+                )
+                self.close(wait=False, reason=PARSE_ERROR)
         if self.closed and self.close_reason == PARSE_ERROR:
             raise InvalidBody("a packet closed the session")
 

@@ -30,6 +30,13 @@ class MalformedPacket(ValueError):
     """A packet that is not valid Socket.IO; ``str()`` says why."""
 
 
+class ReservedEvent(MalformedPacket):
+    """A valid event whose name is reserved (python-socketio would call its
+    own "connect" or "disconnect" handler with what the client sent): it is
+    dropped, but it breaks no rule of the protocol, so it never closes the
+    connection."""
+
+
 #: why a session closed for breaking the protocol (engine.io's name for it)
 PARSE_ERROR = "parse error"
 
@@ -44,13 +51,17 @@ def log_invalid(who: str, exc: BaseException, action: str = "Dropped") -> None:
     logger.debug("Invalid packet from %s", who, exc_info=exc)
 
 
+#: what :func:`payload_problem` says of an event with a reserved name
+RESERVED = "a reserved event name"
+
+
 def payload_problem(packet_type: Any, data: Any) -> str | None:
     """Why a decoded packet from a client cannot be valid, or None."""
     if packet_type in (sio_packet.EVENT, sio_packet.BINARY_EVENT):
         if not (isinstance(data, list) and data and isinstance(data[0], str)):
             return "an event must be a list that starts with the event's name"
         if data[0] in RESERVED_EVENT_NAMES:
-            return f"{data[0]!r} is a reserved event name"
+            return RESERVED
     elif packet_type in (sio_packet.ACK, sio_packet.BINARY_ACK):
         if not isinstance(data, list):
             return "an acknowledgement must be a list"
@@ -74,6 +85,8 @@ class Packet(socketio.packet.Packet):
         except DECODE_ERRORS as exc:
             raise MalformedPacket(f"{type(exc).__name__}: {exc}") from None
         problem = payload_problem(self.packet_type, self.data)
+        if problem is RESERVED:
+            raise ReservedEvent(f"{self.data[0]!r} is a reserved event name")
         if problem is not None:
             raise MalformedPacket(problem)
         return int(count or 0)

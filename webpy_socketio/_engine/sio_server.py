@@ -16,7 +16,9 @@ Socket.IO v5 specification asks otherwise, on both paths (stock and fast):
 - **Strictness.** A malformed packet, or a packet for a namespace the
   session has not connected, is logged in one line and closes the
   connection, as Node socket.io does (``strict=False``: the packet is
-  dropped and the connection stays).
+  dropped and the connection stays). An event with a reserved name
+  (``connect``, ``disconnect``...) is always dropped: it would reach
+  python-socketio's own handlers, but it breaks no rule of the protocol.
 - **Connect timeout.** A session that has connected no namespace
   ``connect_timeout`` seconds after its handshake is closed.
 - **Closed sessions** send nothing on: a long-polling body may carry
@@ -36,7 +38,7 @@ from socketio import packet as sio_packet
 
 from ..wire import DEFAULT_NAMESPACE, INVALID_NAMESPACE
 from .eio_server import EngineIOServer
-from .packets import CLOSED, PARSE_ERROR, MalformedPacket, Packet, log_invalid
+from .packets import CLOSED, PARSE_ERROR, MalformedPacket, Packet, ReservedEvent, log_invalid
 
 logger = logging.getLogger("webpy_socketio")
 
@@ -167,7 +169,7 @@ class Server(socketio.Server):
         # the id handlers know the socket by
         sid = self.manager.sid_from_eio_sid(eio_sid, DEFAULT_NAMESPACE) or eio_sid
         who = f"{address}, session {sid}"
-        if not self.strict:
+        if not self.strict or isinstance(exc, ReservedEvent):
             log_invalid(who, exc)
             return
         log_invalid(who, exc, action=CLOSED)
@@ -214,7 +216,16 @@ class Server(socketio.Server):
         # can join channels), but not connected until the handlers accept
         sid = self.manager.connect(eio_sid, namespace)
         if sid is None:
-            self._refuse(eio_sid, namespace, {"message": "Already connected to this namespace"})
+            # already connected: the official client sends a second CONNECT
+            # when connect() is called on a socket of an open connection; it
+            # gets the same answer (python-socketio refused it, which made
+            # the client drop a working socket)
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if sid is not None and self.is_connected(sid, namespace):
+                self.deliver_packet(
+                    eio_sid,
+                    self.packet_class(sio_packet.CONNECT, {"sid": sid}, namespace=namespace),
+                )
             return
         # sends to this session wait until its CONNECT packet is out
         owner = eio_sid not in self._held
