@@ -40,15 +40,15 @@ def agent() -> Iterator[NodeAgent]:
     node.close()
 
 
-@pytest.fixture(scope="module", params=["fast", "stock"])
-def conformance_server(request: pytest.FixtureRequest) -> Iterator[AppServer]:
-    """tests/apps/conformance_app.py with conformance_settings, once per code
-    path: ``fast`` (the project's fast path) and ``stock`` (python-socketio's
-    own code, SOCKETIO_FAST_PATH = False). The protocol must be the same."""
+@pytest.fixture(scope="module")
+def conformance_server(request: pytest.FixtureRequest, engine_path: str) -> Iterator[AppServer]:
+    """tests/apps/conformance_app.py with conformance_settings, once per
+    engine path (the protocol seen on the wire must be the same on both)."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
     server = AppServer(
         "conformance_app.py",
-        f"conformance-{request.module.__name__.rsplit('.', 1)[-1]}-{request.param}",
-        env={"WSIO_SETTINGS_MODULE": "conformance_settings", "WSIO_TEST_PATH": request.param},
+        f"conformance-{module}-{engine_path}",
+        env={"WSIO_SETTINGS_MODULE": "conformance_settings", "WSIO_TEST_PATH": engine_path},
     )
     yield server
     server.stop()
