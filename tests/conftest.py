@@ -38,3 +38,17 @@ def agent() -> Iterator[NodeAgent]:
     node = NodeAgent()
     yield node
     node.close()
+
+
+@pytest.fixture(scope="module")
+def conformance_server(request: pytest.FixtureRequest, engine_path: str) -> Iterator[AppServer]:
+    """tests/apps/conformance_app.py with conformance_settings, once per
+    engine path (the protocol seen on the wire must be the same on both)."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    server = AppServer(
+        "conformance_app.py",
+        f"conformance-{module}-{engine_path}",
+        env={"WSIO_SETTINGS_MODULE": "conformance_settings", "WSIO_TEST_PATH": engine_path},
+    )
+    yield server
+    server.stop()
