@@ -94,6 +94,8 @@ class Socket(EngineIOSocket):
     _timer: Any = None
     #: the Socket.IO layer's timer for its connect timeout, if running
     connect_timer: Any = None
+    #: whether the session has connected a Socket.IO namespace yet
+    joined = False
     #: why the session closed, once it has
     close_reason: Any = None
     #: long-polling requests being handled right now

@@ -150,7 +150,11 @@ class Server(socketio.Server):
             # after its CLOSE packet): nothing it sends counts any more
             return
         try:
-            if not data and eio_sid not in self._binary_packet:
+            if eio_sid in self._binary_packet:
+                if not isinstance(data, bytes | bytearray):
+                    # python-socketio took any message for the attachment
+                    raise MalformedPacket("a text packet where a binary attachment was due")
+            elif not data:
                 # python-socketio does not decode an empty packet at all (the
                 # Engine.IO message "4"): it became an event with no data
                 raise MalformedPacket("an empty packet")
@@ -202,6 +206,10 @@ class Server(socketio.Server):
     def _handle_disconnect(self, eio_sid: str, namespace: Any, reason: Any = None) -> None:
         namespace = namespace or DEFAULT_NAMESPACE
         if not self.is_connected(self.manager.sid_from_eio_sid(eio_sid, namespace), namespace):
+            sock = self.eio.sockets.get(eio_sid)
+            if reason == self.reason.CLIENT_DISCONNECT and sock is not None and not sock.joined:
+                # a DISCONNECT as the session's first packet
+                raise MalformedPacket("a DISCONNECT before any CONNECT")
             return  # not connected there (or still connecting): nothing to end
         super()._handle_disconnect(eio_sid, namespace, reason)
 
@@ -265,10 +273,11 @@ class Server(socketio.Server):
             else:
                 self._send_eio_packet(eio_sid, pkt)
         sock = self.eio.sockets.get(eio_sid)
-        timer = getattr(sock, "connect_timer", None)
-        if timer is not None:
-            timer.close()
-            sock.connect_timer = None
+        if sock is not None:
+            sock.joined = True
+            if sock.connect_timer is not None:
+                sock.connect_timer.close()
+                sock.connect_timer = None
 
     def _refuse(self, eio_sid: str, namespace: str, reason: Any) -> None:
         self.deliver_packet(
