@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from .emitter import Emitter, broadcast, broadcast_channel, emitter, send
+from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, send
 from .events import (
     on,
     on_connect,
@@ -57,6 +57,7 @@ __all__ = [
     "broadcast_channel",
     "configure",
     "emitter",
+    "history",
     "on",
     "on_connect",
     "on_disconnect",

@@ -6,7 +6,10 @@ Wire protocol, in every namespace an application registered handlers for
 - ``message`` (``socket.send(data)`` in the browser): ``on_message``; the
   first value other than None a handler returns is the acknowledgement.
 - ``wsio:subscribe`` / ``wsio:unsubscribe`` with a channel name: acked
-  ``{"ok": true}`` or ``{"ok": false, "error": "..."}``.
+  ``{"ok": true}`` or ``{"ok": false, "error": "..."}``. For a channel with
+  history the ack carries its ``epoch`` and ``offset``, and a subscribe
+  with ``{"since": {"epoch", "offset"}}`` replays what came after it
+  (``recovered``, and a ``reason`` when it could not).
 - any other event name: the handlers registered with ``on(name)``.
 
 Handlers are isolated from each other: one that raises is logged with its
@@ -23,7 +26,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import channels, clients, events, settings
+from . import _engine as boundary
+from . import _history, channels, clients, events, settings
 from .clients import Client
 from .events import Event
 from .exceptions import Denied, InvalidChannel
@@ -204,21 +208,47 @@ class Dispatcher:
             channel = channels.validate(data[0] if data else None)
         except InvalidChannel as exc:
             return {"ok": False, "error": str(exc)}
+        options = data[1] if len(data) > 1 else None
+        since: tuple[Any, list[str]] | None = None
+        if options is not None:
+            if not isinstance(options, dict):
+                return {"ok": False, "error": "subscribe options must be an object"}
+            if options.get("since") is not None:
+                parsed = _history.parse_since(options["since"])
+                if isinstance(parsed, str):
+                    return {"ok": False, "error": parsed}
+                since = parsed
         current = client.socket.channels
-        if channel in current:
-            return {"ok": True}
         limit = settings.get("SOCKETIO_MAX_CHANNELS_PER_SOCKET")
-        if len(current) >= limit:
+        if channel not in current and len(current) >= limit:
             return {"ok": False, "error": f"too many channels (at most {limit} per socket)"}
+        rule = _history.policy(channel)
+        if channel in current and (rule is None or since is None):
+            # subscribed already: nothing runs again
+            return {"ok": True, **(self._position(client, channel, rule) if rule else {})}
         try:
+            # on a re-subscribe too (a reconnect): the client may have lost
+            # the right, and a refused one gets nothing from the history
             fire(events.on_subscribe, client, channel, channel=channel, refusable=True)
         except Denied as exc:
             return {"ok": False, "error": exc.reason or "subscription refused"}
+        if not boundary.has_socket(self.engine, client.socket.session_id, client.socket.namespace):
+            return {"ok": False, "error": "not connected"}  # it closed while the handlers ran
         # joined only after every handler agreed, so a refused socket never
-        # sits in the room, not even for a moment (nor one that closed while
-        # they ran: Socket.subscribe does nothing for it)
-        client.socket.subscribe(channel)
-        return {"ok": True}
+        # sits in the room, not even for a moment
+        if rule is None:
+            client.socket._join(channel)
+            reply: dict[str, Any] = {"ok": True}
+            if since is not None:
+                reply.update(recovered=False, reason=_history.NO_HISTORY)
+            return reply
+        position, sids = since if since is not None else (None, [])
+        return {"ok": True, **_history.join(client.socket, channel, rule, position, sids)}
+
+    def _position(self, client: Client, channel: str, rule: Any) -> dict[str, Any]:
+        store = _history.store_of(self.engine.manager)
+        position = store.position(client.socket.namespace, channel, rule)
+        return position.as_dict()
 
     def unsubscribe(self, namespace: str, sid: str, *data: Any) -> dict[str, Any]:
         client = clients.get(sid)

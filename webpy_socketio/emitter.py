@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from . import _engine as boundary
-from . import channels, clients, settings
+from . import _history, channels, clients, settings
 from .engine import client_manager, current_engine
 from .exceptions import NoSocket
 from .sockets import _payload
@@ -75,8 +75,19 @@ class Emitter:
         event: str = MESSAGE_EVENT,
         namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
-        room = channels.room(channels.validate(channel))
-        self.emit(event, _payload(message), to=room, namespace=namespace)
+        rule = _history.policy(channels.validate(channel))
+        if rule is not None:
+            _history.publish_write_only(
+                self.manager, namespace, channel, rule, event, [_payload(message)]
+            )
+            return
+        self.emit(event, _payload(message), to=channels.room(channel), namespace=namespace)
+
+    def history(
+        self, channel: str, since: Any = None, limit: int = 50, namespace: str = DEFAULT_NAMESPACE
+    ) -> _history.Page:
+        """A channel's last messages, from the queue's Redis (see :func:`history`)."""
+        return _history.page(self.manager, namespace, channels.validate(channel), since, limit)
 
 
 def emitter(url: str) -> Emitter:
@@ -157,6 +168,35 @@ def broadcast_channel(
     if target is None:
         reason = f"There are no sockets subscribed to channel {channel!r}{_in(namespace)}"
         target = _local_engine_or_raise(reason)
-        if not channels.members(target, channel, namespace):
+        if not channels.members(target, channel, namespace) and _history.policy(channel) is None:
+            # (a channel with history records it for whoever comes back)
             raise NoSocket(f"{reason}.")
-    target.emit(event, _payload(message), to=channels.room(channel), namespace=namespace)
+    if isinstance(target, Emitter):
+        target.broadcast_channel(message, channel, event, namespace=namespace)
+    else:
+        _history.send_to_channels(target, namespace, [channel], event, [_payload(message)], None)
+
+
+def history(
+    channel: str, since: Any = None, limit: int = 50, namespace: str = DEFAULT_NAMESPACE
+) -> _history.Page:
+    """The history of ``channel`` (it must match ``SOCKETIO_HISTORY``): its
+    position and its last ``limit`` messages, oldest first, for a page's
+    first render. The page hands ``page.position`` to the client, which
+    subscribes with it as ``since`` and so misses nothing in between::
+
+        page = history("room-42", limit=50)
+        return render.room(page.messages, json.dumps(page.position))
+
+    With ``since`` (a position), only the messages after it, and whether
+    all of them could be served (``page.recovered``, ``page.reason``).
+
+    :raises ValueError: for a channel without history or a bad ``since``.
+    """
+    channels.validate(channel)
+    target = _through_queue()
+    if isinstance(target, Emitter):
+        return target.history(channel, since, limit, namespace)
+    engine = current_engine()
+    manager = engine.manager if engine is not None else None
+    return _history.page(manager, namespace, channel, since, limit)

@@ -61,6 +61,10 @@ DEFAULTS: dict[str, Any] = {
     # Engine.IO heartbeat, in seconds. nginx timeouts must exceed their sum.
     "SOCKETIO_PING_INTERVAL": 25,
     "SOCKETIO_PING_TIMEOUT": 20,
+    # Channels that keep their last messages, so a client that reconnects
+    # gets what it missed: {"^room-": {"size": 200, "ttl": 600}} (a channel
+    # pattern, messages kept, seconds kept). None: no history.
+    "SOCKETIO_HISTORY": None,
     # Close a connection whose session has connected no namespace this many
     # seconds after its handshake (as Node socket.io's connectTimeout); None
     # turns it off.
@@ -108,6 +112,10 @@ def _check_value(name: str, value: Any) -> None:
         _positive_int(name, value, 65535)
     elif name in ("SOCKETIO_MAX_MESSAGE_BYTES", "SOCKETIO_MAX_CHANNELS_PER_SOCKET"):
         _positive_int(name, value)
+    elif name == "SOCKETIO_HISTORY":
+        from ._history import check_setting
+
+        check_setting(value)
     elif name in ("SOCKETIO_STRICT_PROTOCOL", "SOCKETIO_FAST_PATH"):
         if not isinstance(value, bool):
             raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}.")

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import _engine as boundary
+from . import _history
 from . import channels as _channels
 from .wire import DEFAULT_NAMESPACE, MESSAGE_EVENT
 
@@ -104,27 +105,69 @@ class Socket:
         :param event: the Socket.IO event name the browser listens to
             (``socket.on(event, ...)``); ``"message"`` by default.
         """
-        rooms = self._rooms(channel)
-        if rooms:
-            self._emit(event, _payload(message), to=rooms, skip_sid=self.session_id)
+        targets = self.channels if channel is None else [_channels.validate(channel)]
+        if targets:
+            _history.send_to_channels(
+                self._engine, self.namespace, targets, event, [_payload(message)], self.session_id
+            )
 
     def send_and_broadcast_channel(self, message: Any, channel: str | None = None) -> None:
         """Like :meth:`broadcast_channel`, and send it to this socket too,
         whether or not it is subscribed yet (so an ``on_subscribe`` handler
-        can greet the whole room, newcomer included)."""
-        self.broadcast_channel(message, channel)
-        self.send(message)
+        can greet the whole room, newcomer included). A channel with history
+        numbers it once: a subscribed sender gets the same message, with its
+        position, as everybody else."""
+        targets = self.channels if channel is None else [_channels.validate(channel)]
+        plain, kept = _history.split(targets)
+        if plain:
+            _history.send_to_channels(
+                self._engine,
+                self.namespace,
+                plain,
+                MESSAGE_EVENT,
+                [_payload(message)],
+                self.session_id,
+            )
+        mine = set(self.channels)
+        for name, rule in kept:
+            _history.publish(
+                self._engine, self.namespace, name, rule, MESSAGE_EVENT, [_payload(message)], None
+            )
+        if not any(name in mine for name, _ in kept):
+            # once, as a plain message: to a socket outside the channels (an
+            # on_subscribe handler greeting the newcomer), or of plain ones
+            self.send(message)
 
-    def subscribe(self, channel: str) -> None:
+    def subscribe(self, channel: str, since: Any = None) -> dict[str, Any] | None:
         """Subscribe this socket to ``channel`` from the server side. No
         ``on_subscribe`` handler runs: the application decided. Nothing
         happens for a socket that has disconnected.
 
+        For a channel with history (``SOCKETIO_HISTORY``), ``since`` (a
+        position ``{"epoch": ..., "offset": ...}``, as :func:`history`
+        returns it) replays the messages after it first; the return value
+        is the channel's position, with ``recovered`` (and a ``reason``)
+        when ``since`` was given.
+
         :raises InvalidChannel: for a name that is not a valid channel.
+        :raises ValueError: for a ``since`` that is not a position.
         """
         _channels.validate(channel)
         if not boundary.has_socket(self._engine, self.session_id, self.namespace):
-            return  # the socket has gone (while a handler waited, say)
+            return None  # the socket has gone (while a handler waited, say)
+        rule = _history.policy(channel)
+        if rule is None:
+            self._join(channel)
+            return None
+        position = None
+        if since is not None:
+            parsed = _history.parse_since(since)
+            if isinstance(parsed, str):
+                raise ValueError(parsed)
+            position = parsed[0]
+        return _history.join(self, channel, rule, position, [])
+
+    def _join(self, channel: str) -> None:
         self._engine.enter_room(self.session_id, _channels.room(channel), namespace=self.namespace)
         self._joined[channel] = None
 
@@ -138,8 +181,3 @@ class Socket:
     def disconnect(self) -> None:
         """Close the connection from the server side."""
         self._engine.disconnect(self.session_id, namespace=self.namespace)
-
-    def _rooms(self, channel: str | None) -> list[str]:
-        if channel is None:
-            return [_channels.room(c) for c in self.channels]
-        return [_channels.room(_channels.validate(channel))]

@@ -199,9 +199,13 @@ class SocketIOTestClient:
         """``socket.send(message)``: the ``message`` event."""
         return self.emit("message", message, ack=ack)
 
-    def subscribe(self, channel: Any) -> Any:
-        """``socket.subscribe(channel)``; returns the server's reply."""
-        return self.emit(SUBSCRIBE, channel)
+    def subscribe(self, channel: Any, since: Any = None) -> Any:
+        """``socket.subscribe(channel)``; returns the server's reply. With
+        ``since`` (a position of a channel with history) the server replays
+        what came after it first."""
+        if since is None:
+            return self.emit(SUBSCRIBE, channel)
+        return self.emit(SUBSCRIBE, channel, {"since": since})
 
     def unsubscribe(self, channel: Any) -> Any:
         return self.emit(UNSUBSCRIBE, channel)

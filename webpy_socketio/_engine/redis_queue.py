@@ -143,6 +143,24 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
             kwargs["ignore_queue"] = True
         return super().emit(event, data, namespace=namespace, room=room, **kwargs)
 
+    def _handle_emit(self, message: dict[str, Any]) -> Any:
+        # a channel message with a position (webpy_socketio._history's Lua
+        # script published it): delivered in offset order, gaps filled
+        if "wsio" in message:
+            from .. import _history
+
+            return _history.on_message(self.server, message)
+        return super()._handle_emit(message)
+
+    def history_lost(self, exc: BaseException) -> None:
+        """A history append failed: Redis is away (logged once, as for any
+        publish)."""
+        self.connected = False
+        self._pause_until = time.monotonic() + PUBLISH_PAUSE
+        self._lost(exc)
+        with self._state:
+            self._not_shared += 1
+
     def _publish(self, data: Any) -> Any:
         if self._down_since is not None and time.monotonic() < self._pause_until:
             return self._not_published(None)
@@ -176,6 +194,12 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
                 # Redis answers in order: once its confirmation is read, every
                 # message published later reaches this process
                 self.pubsub.get_message(timeout=COMMAND_TIMEOUT)
+                if self._subscribed.is_set():
+                    # subscribed again after a loss: what was published
+                    # meanwhile never reached this process; fetch it
+                    from .. import _history
+
+                    _history.catch_up(self.server)
                 self._subscribed.set()
                 self._restored()
                 delay = 0.25

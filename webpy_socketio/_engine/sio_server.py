@@ -97,6 +97,39 @@ class Server(socketio.Server):
         else:
             self.deliver_eio_packet(eio_sid, eio_pkt)
 
+    def hold(self, eio_sid: str | None) -> bool:
+        """Hold what is sent to ``eio_sid`` until :meth:`release`; False
+        (nothing changed) when it is held already."""
+        if eio_sid is None or eio_sid in self._held:
+            return False
+        self._held[eio_sid] = []
+        return True
+
+    def release(self, eio_sid: str | None, owner: bool, drop: Any = None) -> None:
+        """Send what was held for ``eio_sid``, in order, except the events
+        whose argument list ``drop(args)`` is true for."""
+        if not owner or eio_sid is None:
+            return
+        for is_sio, pkt in self._held.pop(eio_sid, []):
+            if drop is not None and drop(self._event_args(is_sio, pkt)):
+                continue
+            if is_sio:
+                self._send_packet(eio_sid, pkt)
+            else:
+                self._send_eio_packet(eio_sid, pkt)
+
+    def _event_args(self, is_sio: bool, pkt: Any) -> Any:
+        """The argument list of an event packet (None for anything else)."""
+        if is_sio:
+            return pkt.data if pkt.packet_type == sio_packet.EVENT else None
+        text = pkt.data
+        if not isinstance(text, str) or not text.startswith("2"):
+            return None
+        try:
+            return self.packet_class(encoded_packet=text).data
+        except ValueError:
+            return None
+
     def deliver_packet(self, eio_sid: str, pkt: Any) -> None:
         """Send a Socket.IO packet to one session now."""
         super()._send_packet(eio_sid, pkt)

@@ -26,8 +26,9 @@ from .._websocket.connection import (
 from .._websocket.handler import HANDLER_KEY, WebSocketHandler
 from .packets import CLOSED, MalformedPacket, log_invalid
 
-#: the Engine.IO packet types a client may send (CLOSE to NOOP)
-_CLIENT_TYPES = frozenset("123456")
+#: the Engine.IO packet types (anything else is not Engine.IO at all; a
+#: type a client has no business sending, such as OPEN, is ignored)
+_CLIENT_TYPES = frozenset("0123456")
 
 
 class EngineWebSocket:
