@@ -16,14 +16,14 @@ import os
 from html import escape
 from typing import Any
 
-from . import settings
+from . import jsclient, settings
 
 #: Folder holding ``socketio_scripts.html``.
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 #: Where a local copy of the official client is looked for, relative to the
 #: app's working folder, and the URL web.py serves it at.
-LOCAL_CLIENT_PATH = os.path.join("static", "socket.io.min.js")
-LOCAL_CLIENT_URL = "/static/socket.io.min.js"
+LOCAL_CLIENT_PATH = jsclient.LOCAL_PATH
+LOCAL_CLIENT_URL = jsclient.LOCAL_URL
 #: Set to "1" by ``wsio runserver`` (unless ``--no-browser-reload``).
 BROWSER_RELOAD_ENV = "WSIO_BROWSER_RELOAD"
 
