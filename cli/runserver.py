@@ -23,12 +23,6 @@ from .dev.watcher import WATCHERS
 from .loading import DEFAULT_APP, resolve_project, use_settings
 from .output import say, speak_as
 
-#: Set to "1" for the workers of ``wsio runserver``: the client include then
-#: marks its script tag so that pages reconnect at once after a restart and
-#: show the server's state (see webpy_socketio.templating).
-DEV_SERVER_ENV = "WSIO_DEV_SERVER"
-
-
 def _versions() -> str:
     from importlib import metadata
 
@@ -155,7 +149,7 @@ def _supervise(
     reloader: str,
     access_log: bool,
 ) -> None:
-    from webpy_socketio.templating import BROWSER_RELOAD_ENV
+    from webpy_socketio.templating import BROWSER_RELOAD_ENV, DEV_SERVER_ENV
 
     from .dev.supervisor import ReloadSupervisor
     from .dev.watcher import ProjectFiles, make_watcher

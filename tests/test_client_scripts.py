@@ -35,7 +35,7 @@ def test_include_renders_pinned_client_and_extension():
     url, integrity = settings.DEFAULT_CLIENT_URL, settings.DEFAULT_CLIENT_INTEGRITY
     expected = f'<script src="{url}" integrity="{integrity}" crossorigin="anonymous"></script>'
     assert expected in html
-    assert '<script src="/socket.io/wsio.js"></script>' in html
+    assert f'<script src="/socket.io/wsio.js" data-client="{url}"></script>' in html
 
 
 def test_local_copy_wins(tmp_path):

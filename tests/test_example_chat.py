@@ -71,7 +71,9 @@ def test_the_database_is_created_on_first_run(chat, folder):
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert "General" in page and "Random" in page
     assert '<script src="/static/socket.io.min.js"></script>' in page
-    assert '<script src="/socket.io/wsio.js"></script>' in page
+    assert (
+        '<script src="/socket.io/wsio.js" data-client="/static/socket.io.min.js"></script>' in page
+    )
 
 
 # -- a room --------------------------------------------------------------------------

@@ -283,12 +283,18 @@ def test_port_in_use_is_one_line(project: Path):
 
 
 def test_include_marked_only_under_runserver(monkeypatch: pytest.MonkeyPatch):
-    from webpy_socketio.templating import BROWSER_RELOAD_ENV, script_tags
+    from webpy_socketio.templating import BROWSER_RELOAD_ENV, DEV_SERVER_ENV, script_tags
 
     monkeypatch.delenv(BROWSER_RELOAD_ENV, raising=False)
-    assert "data-wsio-reload" not in script_tags()
+    monkeypatch.delenv(DEV_SERVER_ENV, raising=False)
+    assert "data-wsio-reload" not in script_tags() and "data-wsio-dev" not in script_tags()
+    monkeypatch.setenv(DEV_SERVER_ENV, "1")
     monkeypatch.setenv(BROWSER_RELOAD_ENV, "1")
-    assert '<script src="/socket.io/wsio.js" data-wsio-reload></script>' in script_tags()
+    assert re.search(
+        r'<script src="/socket.io/wsio.js" data-client="[^"]+" data-wsio-dev '
+        r"data-wsio-reload></script>",
+        script_tags(),
+    )
 
 
 # -- reloading ------------------------------------------------------------------------
@@ -697,6 +703,104 @@ def test_browser_page_reloads_itself(tmp_path: Path):
             assert page.evaluate("window.state.loadedAt") != loaded_at
             page.wait_for_function("window.state.subscribed === true")
             page.screenshot(path=str(output_dir("browser") / "runserver-reloaded.png"))
+            assert problems == []
+    finally:
+        server.stop()
+
+
+#: A page whose client would wait a minute before reconnecting on its own.
+PATIENT_PAGE_JS = """
+window.state = { connects: 0, loadedAt: Date.now() };
+const socket = io({ reconnectionDelay: 60000, reconnectionDelayMax: 60000,
+                    randomizationFactor: 0 });
+socket.on("connect", () => {
+  window.state.connects += 1;
+  socket.emit("value", (value) => { window.state.value = value; });
+});
+socket.subscribe("room-1").then((reply) => { window.state.subscribed = reply.ok; });
+"""
+
+
+@pytest.mark.server
+@pytest.mark.browser
+def test_open_page_reconnects_at_once_after_a_restart(tmp_path: Path):
+    """The client's own back-off is a minute here: the page is back within
+    the test's wait only because the restart notice makes it reconnect at
+    once (without it the second connect would come 60 s later)."""
+    from browser import chromium
+    from browser import copy_project as copy_with_client
+
+    project = copy_with_client(PROJECT, tmp_path / "proj")
+    (project / "static" / "page.js").write_text(PATIENT_PAGE_JS)
+    server = DevServer(project)
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            page.goto(server.url + "/")
+            page.wait_for_function("window.state.value === 'v1' && window.state.subscribed")
+            assert page.locator("script[data-wsio-dev]").count() == 1
+            loaded_at = page.evaluate("window.state.loadedAt")
+            for value in ("v2", "v3"):
+                set_value(project, value)
+                page.wait_for_function(f"window.state.value === '{value}'")
+            assert page.evaluate("window.state.loadedAt") == loaded_at  # not reloaded
+            assert page.evaluate("window.state.connects") == 3
+            # and the channel was joined again on the new worker
+            sid = page.evaluate("socket.id")
+            assert wait_until(
+                lambda: sid in json.loads(server.request("/rooms")[1]).get("#room-1", []),
+                timeout=10,
+            )
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+@pytest.mark.browser
+def test_open_chat_survives_a_broken_load_and_rejoins(tmp_path: Path):
+    """A ``wsio new`` chat, open in a room, while events.py gets a syntax
+    error and then its fix: the page stays in the room, says the app failed
+    to load, and is back in the room (members, messages) after the fix."""
+    from browser import chromium
+    from browser import copy_project as copy_with_client
+    from webpy_socketio.cli.new import render
+
+    (tmp_path / "made").mkdir()
+    made = render("devchat", tmp_path / "made")
+    project = copy_with_client(made, tmp_path / "devchat")
+    server = DevServer(project)
+    events = project / "events.py"
+    good = events.read_text()
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(server.url + "/")
+            page.fill("input[name=name]", "Ann")
+            page.fill("input[name=room]", "lobby")
+            page.click("#join button")
+            page.wait_for_selector("#room:not([hidden])")
+            page.locator("#members li", has_text="Ann").wait_for()
+
+            events.write_text(good + "\ndef broken(:\n")
+            failed = page.locator("#wsio-notice[data-state=error]", has_text="failed to load")
+            failed.wait_for()
+            assert "wsio runserver" in failed.inner_text()
+            assert page.locator("#room").is_visible()  # not thrown out to the join form
+            assert page.locator("#join").is_hidden()
+            page.screenshot(path=str(output_dir("browser") / "runserver-app-failed.png"))
+
+            events.write_text(good + "\n# fixed\n")
+            page.locator("#wsio-notice").wait_for(state="detached")
+            page.locator("#status.online").wait_for()
+            page.locator("#members li", has_text="Ann").wait_for()
+            page.fill("#composer input", "back after the fix")
+            page.press("#composer input", "Enter")
+            page.locator("#messages li", has_text="back after the fix").wait_for()
+            assert page.locator("#join-error").inner_text() == ""
             assert problems == []
     finally:
         server.stop()
