@@ -23,6 +23,7 @@ from .dev.watcher import WATCHERS
 from .loading import DEFAULT_APP, resolve_project, use_settings
 from .output import say, speak_as
 
+
 def _versions() -> str:
     from importlib import metadata
 

@@ -804,3 +804,28 @@ def test_open_chat_survives_a_broken_load_and_rejoins(tmp_path: Path):
             assert problems == []
     finally:
         server.stop()
+
+
+@pytest.mark.server
+def test_warns_at_start_when_pages_cannot_get_the_client(project: Path):
+    """No static/socket.io.min.js and a client URL nothing answers (an
+    offline machine and the CDN): one warning naming ``wsio client``. With
+    a local copy, none."""
+    unreachable = f"http://127.0.0.1:{free_port()}/socket.io.min.js"
+    with open(project / "settings.py", "a") as f:
+        f.write(f"SOCKETIO_CLIENT_URL = {unreachable!r}\n")
+    server = DevServer(project, name="client-warning")
+    try:
+        output = server.wait_output("warning: pages load the socket.io client from")
+        (line,) = [ln for ln in output.splitlines() if "warning: pages load" in ln]
+        assert unreachable in line and "cannot be reached" in line
+        assert f"Run 'wsio client' in {project}" in line
+    finally:
+        server.stop()
+    (project / "static" / "socket.io.min.js").write_text("// a local copy\n")
+    server = DevServer(project, name="client-local")
+    try:
+        server.value()
+        assert "warning" not in server.output()
+    finally:
+        server.stop()

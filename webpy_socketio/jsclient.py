@@ -27,7 +27,10 @@ CDN_URL = f"https://cdn.socket.io/{VERSION}/socket.io.min.js"
 #: documentation gives for :data:`CDN_URL`).
 INTEGRITY = "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0"
 #: npm's integrity hash of the package tarball ``socket.io-client-VERSION.tgz``.
-NPM_INTEGRITY = "sha512-uP0bpjWrjQmUt5DTHq9RuoCBdFJF10cdX9X+a368j/Ft0wmaVgxlrjvK3kjvgCODOMMOz9lcaRzxmso0bTWZ/g=="
+NPM_INTEGRITY = (
+    "sha512-"
+    "uP0bpjWrjQmUt5DTHq9RuoCBdFJF10cdX9X+a368j/Ft0wmaVgxlrjvK3kjvgCODOMMOz9lcaRzxmso0bTWZ/g=="
+)
 #: Where a project keeps its local copy, relative to its folder (the app's
 #: working folder when it serves), and the URL it is served at.
 LOCAL_PATH = os.path.join("static", "socket.io.min.js")
