@@ -109,8 +109,9 @@ def imported(bin_dir: Path) -> list[str]:
     return list(json.loads(result.stdout.splitlines()[-1]))
 
 
-def _spin(deadline: float) -> None:
-    while time.monotonic() < deadline:
+def _spin(deadline: float, parent: int) -> None:
+    # bounded twice: by the deadline, and by this script (an orphan stops)
+    while time.monotonic() < deadline and os.getppid() == parent:
         pass
 
 
@@ -118,7 +119,9 @@ def _spin(deadline: float) -> None:
 def busy_cores(count: int, seconds: float) -> Iterator[None]:
     """``count`` processes spinning, each for at most ``seconds``."""
     deadline = time.monotonic() + seconds
-    procs = [multiprocessing.Process(target=_spin, args=(deadline,)) for _ in range(count)]
+    procs = [
+        multiprocessing.Process(target=_spin, args=(deadline, os.getpid())) for _ in range(count)
+    ]
     for proc in procs:
         proc.start()
     try:

@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FUZZ_JSON = ROOT / "test-output" / "reliability" / "fuzz.json"
 
 
-def _spin(deadline: float) -> None:
-    while time.monotonic() < deadline:
+def _spin(deadline: float, parent: int) -> None:
+    # bounded twice: by the deadline, and by this script (an orphan stops)
+    while time.monotonic() < deadline and os.getppid() == parent:
         pass
 
 
@@ -60,7 +61,7 @@ def main() -> int:
         parser.error("--runs must be from 1 to 200 and --load from 0 to 8")
     deadline = time.monotonic() + args.max_hours * 3600
     spinners = [
-        multiprocessing.Process(target=_spin, args=(deadline,), daemon=True)
+        multiprocessing.Process(target=_spin, args=(deadline, os.getpid()), daemon=True)
         for _ in range(args.load)
     ]
     for spinner in spinners:
