@@ -15,11 +15,9 @@ from webpy_socketio.templating import add_template_dir, script_tags, template_lo
 
 
 @pytest.fixture(autouse=True)
-def clean(tmp_path, monkeypatch):
-    settings.reset()
+def in_an_empty_folder(tmp_path, monkeypatch):
+    # a local client copy is looked for in the working folder
     monkeypatch.chdir(tmp_path)
-    yield
-    settings.reset()
 
 
 def render_include(**data) -> str:

@@ -36,7 +36,6 @@ from webpy_socketio.cli.loading import (
     use_settings,
 )
 
-from webpy_socketio import settings as wsio_settings
 from webpy_socketio.exceptions import ImproperlyConfigured
 
 TIMESTAMP = py_compile.PycInvalidationMode.TIMESTAMP
@@ -268,20 +267,16 @@ def test_new_folder_is_watched(watcher: Watcher, tree: Path):
 
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo what loading does to the process: sys.path, imported modules,
-    path hooks, the settings selection."""
+    """Undo what loading does to the process beyond the library's state
+    (which conftest's clean_global_state resets): sys.path, imported
+    modules, path hooks."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(sys, "path_hooks", list(sys.path_hooks))
-    # set, then removed: monkeypatch then restores whatever was there before,
-    # also when the code under test sets the variable itself
-    monkeypatch.setenv(loading.SETTINGS_ENV, "unused")
-    monkeypatch.delenv(loading.SETTINGS_ENV)
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:
         del sys.modules[name]
     sys.path_importer_cache.clear()
-    wsio_settings.reset()
 
 
 @pytest.mark.parametrize(
