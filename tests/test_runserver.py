@@ -807,6 +807,49 @@ def test_open_chat_survives_a_broken_load_and_rejoins(tmp_path: Path):
 
 
 @pytest.mark.server
+@pytest.mark.browser
+def test_the_demo_room_survives_a_broken_load_under_its_csp(tmp_path: Path):
+    """The same for example_chat, whose pages allow no inline script or
+    style (Content-Security-Policy): the notice appears all the same, and
+    nothing is reported as a violation."""
+    from browser import chromium
+    from browser import copy_project as copy_with_client
+    from support import ROOT
+
+    project = copy_with_client(ROOT / "example_chat", tmp_path / "example_chat")
+    server = DevServer(project, name="demo-broken")
+    events = project / "events.py"
+    good = events.read_text()
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + "/rooms/1")
+            page.fill("#join-name", "Ann")
+            page.click("#join button[type=submit]")
+            page.wait_for_selector("#chat:not([hidden])")
+            page.locator("#members .name", has_text="Ann").wait_for()
+            events.write_text(good + "\ndef broken(:\n")
+            page.locator("#wsio-notice[data-state=error]", has_text="failed to load").wait_for()
+            assert page.locator("#chat").is_visible()
+            events.write_text(good + "\n# fixed\n")
+            page.locator("#wsio-notice").wait_for(state="detached")
+            page.locator("#status.online").wait_for()
+            page.locator("#members .name", has_text="Ann").wait_for()
+            page.fill("#composer input[name=text]", "back in the demo")
+            page.press("#composer input[name=text]", "Enter")
+            page.locator("#messages .text", has_text="back in the demo").wait_for()
+            # the failed polls while the app was broken are the browser's own
+            # network errors; anything else (a CSP violation) is a problem
+            assert [p for p in problems if "503" not in p] == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
 def test_warns_at_start_when_pages_cannot_get_the_client(project: Path):
     """No static/socket.io.min.js and a client URL nothing answers (an
     offline machine and the CDN): one warning naming ``wsio client``. With
