@@ -40,9 +40,6 @@ from webpy_socketio.exceptions import ImproperlyConfigured, WebpySocketIOError
 DEFAULT_APP = "app:app"
 #: Attribute names tried, in order, when ``--app`` names only a module.
 DEFAULT_ATTRIBUTES = ("app", "application")
-#: Environment variable naming the settings module (read by
-#: :mod:`webpy_socketio.settings`).
-SETTINGS_ENV = "WSIO_SETTINGS_MODULE"  # the same as webpy_socketio.settings.MODULE_ENV
 #: How many parent folders are searched for a project.
 MAX_PARENTS = 8
 

@@ -17,7 +17,6 @@ from wsgiref.util import setup_testing_defaults
 
 import click
 import pytest
-from webpy_socketio.cli import loading
 from webpy_socketio.cli.dev.watcher import (
     Changes,
     ProjectFiles,
@@ -36,6 +35,7 @@ from webpy_socketio.cli.loading import (
     use_settings,
 )
 
+from webpy_socketio import settings as wsio_settings
 from webpy_socketio.exceptions import ImproperlyConfigured
 
 TIMESTAMP = py_compile.PycInvalidationMode.TIMESTAMP
@@ -415,7 +415,7 @@ def test_settings_selection_and_fresh_read(tmp_path: Path, isolated):
     write(tmp_path / "ld_settings_dev.py", "SOCKETIO_PORT = 8123\n")
     sys.path.insert(0, str(tmp_path))
     assert use_settings("ld_settings_dev") == "ld_settings_dev"
-    assert os.environ[loading.SETTINGS_ENV] == "ld_settings_dev"
+    assert os.environ[wsio_settings.MODULE_ENV] == "ld_settings_dev"
     assert read_settings()["SOCKETIO_PORT"] == 8123
     write(tmp_path / "ld_settings_dev.py", "SOCKETIO_PORT = 8124\n")
     assert read_settings(fresh=True)["SOCKETIO_PORT"] == 8124
