@@ -98,6 +98,9 @@ def main() -> int:
             if failed:
                 errors = [ln for ln in result.stdout.splitlines() if ln.startswith("E ")]
                 print("        " + "\n        ".join(errors[:5]), flush=True)
+                kept = ROOT / "test-output" / f"repeat-run-{run}.txt"
+                kept.write_text(result.stdout + result.stderr)
+                print(f"        the whole output: {kept}", flush=True)
     finally:
         for spinner in spinners:
             spinner.terminate()
