@@ -54,15 +54,15 @@ WORKERS = 6
 #:   second. The allocator does not move a count; a leak of one object per
 #:   input would add 50,000, the limit is 1,000.
 #: - Memory: RSS after gc and malloc_trim once it has settled (three
-#:   readings in a row within SETTLED_KB; the object counts, once two in a
-#:   row agree within SETTLED_OBJECTS), after each half, as bytes per
+#:   readings in a row within SETTLED_KB), after each half, as bytes per
 #:   input of the second half. The limit (about 8% of the server's 57 MB
 #:   over 50,000 inputs) is above what the allocator moves; a leak of a few
 #:   hundred bytes per input is several times over it.
 MAX_OBJECTS_PER_INPUT = 0.02
 MAX_BYTES_PER_INPUT = 100.0
 SETTLED_KB = 64
-SETTLED_OBJECTS = 50
+RSS_READINGS = 8
+TYPE_READINGS = 3
 GOOD_CLIENTS = {"ws1": "websocket", "ws2": "websocket", "poll1": "polling", "poll2": "polling"}
 
 
@@ -174,37 +174,46 @@ def unexpected_tracebacks(log: str) -> list[str]:
     return found
 
 
-def settled_reading(server: RelServer, timeout: float = 60.0) -> tuple[int, dict[str, int], int]:
-    """What the idle server holds once it has finished closing everything
-    (on a loaded machine, connections of the last inputs may still be
-    closing when the registry is already empty):
+def settled_reading(server: RelServer) -> dict[str, Any]:
+    """What the idle server holds, read so that what is still on its way
+    out (on a loaded machine, connections of the last inputs may still be
+    closing when the registry is already empty) does not count, and without
+    keeping the server busy: the well-behaved clients are still talking.
 
-    - its RSS (kB, after gc and malloc_trim), once three readings in a row
-      agree within ``SETTLED_KB``;
-    - its most numerous object types after a collection, once two readings
-      in a row agree within ``SETTLED_OBJECTS`` objects in total;
-
-    and how many readings that took."""
-    deadline = time.monotonic() + timeout
+    - ``rss_kb``: RSS after gc and malloc_trim, read once a second until
+      three readings in a row agree within ``SETTLED_KB`` (at most
+      ``RSS_READINGS``); the median of the last three.
+    - ``types``: the most numerous object types after a collection, read
+      ``TYPE_READINGS`` times, two seconds apart (a leak is in every
+      reading; what is on its way out is not).
+    """
+    started = time.monotonic()
     readings: list[int] = []
-    while True:
+    for _ in range(RSS_READINGS):
         readings.append(server.registry(trim=True)["rss_kb"])
         last = readings[-3:]
         if len(last) == 3 and max(last) - min(last) <= SETTLED_KB:
             break
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    counts: list[dict[str, int]] = []
-    while True:
-        counts.append(dict(server.get_json("/registry?gc=1&types=1", timeout=60)["types"]))
-        totals = [sum(c.values()) for c in counts[-2:]]
-        if len(totals) == 2 and abs(totals[1] - totals[0]) <= SETTLED_OBJECTS:
-            break
-        if time.monotonic() > deadline:
-            break
         time.sleep(1.0)
-    return int(statistics.median(readings[-3:])), counts[-1], len(readings) + len(counts)
+    types = []
+    for i in range(TYPE_READINGS):
+        if i:
+            time.sleep(2.0)
+        types.append(dict(server.get_json("/registry?gc=1&types=1", timeout=60)["types"]))
+    return {
+        "rss_kb": int(statistics.median(readings[-3:])),
+        "rss_readings": readings,
+        "types": types,
+        "settle_seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def object_growth(before: list[dict[str, int]], after: list[dict[str, int]]) -> dict[str, int]:
+    """How the live objects grew from ``before`` to ``after`` (readings of
+    :func:`settled_reading`): from the smallest reading before, to the
+    reading after that grew least."""
+    base = min(before, key=lambda counts: sum(counts.values()))
+    return min((grown(base, counts) for counts in after), key=lambda g: sum(g.values()))
 
 
 def grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
@@ -238,8 +247,13 @@ def test_bad_input_at_volume(server):
                 halves.append(run_fuzzer(server, INPUTS // 2, seed, f"fuzz-run-{half + 1}"))
                 server.wait_idle(timeout=30, clients=len(GOOD_CLIENTS))
                 halves[-1]["raw_rss_kb"] = server.rss_kb()
-                rss, types, readings = settled_reading(server)
-                halves[-1].update(rss_kb=rss, types=types, readings=readings)
+                halves[-1].update(settled_reading(server))
+                print(
+                    f"half {half + 1}: {halves[-1]['inputs']} inputs in "
+                    f"{halves[-1]['seconds']} s (fuzzer), settled reading in "
+                    f"{halves[-1]['settle_seconds']} s",
+                    flush=True,
+                )
         finally:
             traffic.stop()
         report = merged(halves)
@@ -276,8 +290,8 @@ def test_bad_input_at_volume(server):
     # the leak checks, over the second half (idle and settled at both ends,
     # the well-behaved clients connected at both)
     bytes_per_input = (halves[1]["rss_kb"] - middle_rss) * 1024 / halves[1]["inputs"]
-    object_growth = grown(halves[0]["types"], halves[1]["types"])
-    objects_per_input = sum(object_growth.values()) / halves[1]["inputs"]
+    objects_grown = object_growth(halves[0]["types"], halves[1]["types"])
+    objects_per_input = sum(objects_grown.values()) / halves[1]["inputs"]
     log_problems = unexpected_tracebacks(server.output())
     result = {
         "seed": SEED,
@@ -305,8 +319,10 @@ def test_bad_input_at_volume(server):
         "rss_growth_second_half": round(second_half_growth, 4),
         "rss_kb_after_second_half": halves[1]["rss_kb"],
         "rss_bytes_per_input_second_half": round(bytes_per_input, 2),
-        "settle_readings": [h["readings"] for h in halves],
-        "objects_grown_second_half": dict(sorted(object_growth.items(), key=lambda i: -i[1])),
+        "settled_readings": [
+            {"rss_kb": h["rss_readings"], "seconds": h["settle_seconds"]} for h in halves
+        ],
+        "objects_grown_second_half": dict(sorted(objects_grown.items(), key=lambda i: -i[1])),
         "objects_per_input_second_half": round(objects_per_input, 5),
         "limits": {
             "objects_per_input": MAX_OBJECTS_PER_INPUT,
@@ -327,8 +343,8 @@ def test_bad_input_at_volume(server):
     assert final["live_clients"] == 0 and final["live_sockets"] == 0
     assert not log_problems, log_problems[:3]
     assert objects_per_input < MAX_OBJECTS_PER_INPUT, (
-        f"{sum(object_growth.values())} more live objects after the second half: "
-        f"{dict(sorted(object_growth.items(), key=lambda i: -i[1])[:10])}"
+        f"{sum(objects_grown.values())} more live objects after the second half: "
+        f"{dict(sorted(objects_grown.items(), key=lambda i: -i[1])[:10])}"
     )
     assert bytes_per_input < MAX_BYTES_PER_INPUT, (
         f"RSS grew {bytes_per_input:.0f} bytes per input over the second half: {middle_rss} kB "
