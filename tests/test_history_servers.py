@@ -103,7 +103,12 @@ def test_the_page_renders_the_history_then_subscribes_since_it(server, agent):
 def test_a_gap_larger_than_the_history_fires_recovery_failed(server, agent):
     with contextlib.closing(Proxy(server.port)) as proxy:
         agent.connect(
-            "rx", proxy.url, "websocket", reconnection=True, reconnectionDelay=300, randomizationFactor=0
+            "rx",
+            proxy.url,
+            "websocket",
+            reconnection=True,
+            reconnectionDelay=300,
+            randomizationFactor=0,
         )
         assert agent.call("subscribe", "rx", channel="small-gap")["ok"]
         get(f"{server.url}/oob/small-gap?n=0")

@@ -44,12 +44,10 @@ from typing import Any
 
 from . import settings
 from .exceptions import ImproperlyConfigured
-from .wire import DEFAULT_NAMESPACE
+from .wire import DEFAULT_NAMESPACE, POSITION_KEY
 
 logger = logging.getLogger("webpy_socketio")
 
-#: The key of the argument that carries a channel message's position.
-POSITION_KEY = "wsio:position"
 #: The largest offset a client may name (JavaScript's safe integers).
 MAX_OFFSET = 2**53 - 1
 #: Longest epoch string a client may send.
