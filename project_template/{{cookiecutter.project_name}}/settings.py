@@ -42,6 +42,11 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # SOCKETIO_PING_INTERVAL = 25
 # SOCKETIO_PING_TIMEOUT = 20
 
+# Channels that keep their last messages, so that a page that reconnects
+# gets what it missed: {"^room-": {"size": 200, "ttl": 600}} (messages
+# kept, seconds kept). None: no history.
+# SOCKETIO_HISTORY = None
+
 # Close a connection that has joined no namespace this many seconds after
 # its handshake; None: no limit.
 # SOCKETIO_CONNECT_TIMEOUT = 45

@@ -222,7 +222,7 @@
       // channels: channel -> its last position ({epoch, offset}), or null for a
       // channel without history; sids: this socket's ids so far (the server skips
       // the client's own messages when it replays)
-      var st = { channels: new Map(), lost: false, sids: [] };
+      var st = { channels: new Map(), lost: false, sids: [], failed: new Map() };
       socket._wsio = st;
       if (socket.id) {
         st.sids.push(socket.id);
@@ -277,8 +277,18 @@
       st.channels.set(channel, { epoch: reply.epoch, offset: reply.offset });
     }
     if (reply.recovered === false) {
-      notify(socket, "wsio:recovery-failed", channel, reply.reason);
+      recoveryFailed(socket, st, channel, reply.epoch, reply.reason);
     }
+  }
+
+  // once per channel and epoch: a live message may show the new epoch before
+  // the reply of a resubscribe says it could not recover
+  function recoveryFailed(socket, st, channel, epoch, reason) {
+    if (st.failed.get(channel) === epoch) {
+      return;
+    }
+    st.failed.set(channel, epoch);
+    notify(socket, "wsio:recovery-failed", channel, reason);
   }
 
   function request(socket, name, channel, options, callback, done) {
@@ -311,6 +321,11 @@
       var known = st.channels.get(position.channel);
       if (known && known.epoch === position.epoch && position.offset <= known.offset) {
         return;
+      }
+      if (known && known.epoch !== position.epoch) {
+        // the channel's history began again (lost on the server): what came
+        // between is gone, and the page must reload it
+        recoveryFailed(this, st, position.channel, position.epoch, "epoch changed");
       }
       if (known !== undefined) {
         st.channels.set(position.channel, { epoch: position.epoch, offset: position.offset });
