@@ -232,24 +232,41 @@
       });
       socket.on("connect", function () {
         st.sids = st.sids.concat([socket.id]).slice(-MAX_SIDS);
-        if (!st.lost) {
-          return;
-        }
-        st.lost = false;
-        st.channels.forEach(function (position, channel) {
-          var options = position ? { since: sinceOf(st, position) } : undefined;
-          emitSubscribe(socket, channel, options, function (reply) {
-            if (!reply || !reply.ok) {
-              st.channels.delete(channel);
-              notify(socket, "wsio:refused", channel, reply);
-              return;
-            }
-            settle(socket, st, channel, reply);
-          });
-        });
       });
     }
     return socket._wsio;
+  }
+
+  // Back after a reconnect: the server has a new socket, in no channel. The
+  // subscriptions go out first, ahead of the emits the page made while it was
+  // away (the client sends those as it connects): a message the page sent to
+  // its channel meanwhile then reaches the channel, and the replay of what was
+  // missed comes before anything newer.
+  var onconnect = proto.onconnect;
+  proto.onconnect = function () {
+    var st = this._wsio;
+    if (st && st.lost && this.sendBuffer) {
+      st.lost = false;
+      var queued = this.sendBuffer.length;
+      resubscribe(this, st);
+      var ours = this.sendBuffer.splice(queued);
+      this.sendBuffer.unshift.apply(this.sendBuffer, ours);
+    }
+    return onconnect.apply(this, arguments);
+  };
+
+  function resubscribe(socket, st) {
+    st.channels.forEach(function (position, channel) {
+      var options = position ? { since: sinceOf(st, position) } : undefined;
+      emitSubscribe(socket, channel, options, function (reply) {
+        if (!reply || !reply.ok) {
+          st.channels.delete(channel);
+          notify(socket, "wsio:refused", channel, reply);
+          return;
+        }
+        settle(socket, st, channel, reply);
+      });
+    });
   }
 
   function sinceOf(st, position) {
