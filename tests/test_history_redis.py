@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from nginx_support import Nginx, generate, listen_port
 from redis_support import RedisServer
+from serve_support import Serve
 from support import AppServer, wait_until
 from tcpproxy import Proxy
 from test_history_servers import assert_all_once_in_order, cut_until_disconnected, numbers
@@ -124,3 +129,54 @@ def test_redis_restarted_without_its_data(redis, pair, agent):
         assert new["epoch"] != old["epoch"]
         failures = [e for e in agent.events if e["event"] == "wsio:recovery-failed"]
         assert len(failures) == 1, failures
+
+
+@pytest.mark.nginx
+def test_a_worker_killed_behind_nginx_loses_nothing(redis, agent):
+    # two workers behind the generated nginx config, clients on both; one
+    # worker is SIGKILLed while 300 messages go to the channel: its clients
+    # reconnect (to the other worker, or to its restart) and every client
+    # ends with every message, once, in order
+    env = {"WSIO_SETTINGS_MODULE": "history_settings", "WSIO_TEST_QUEUE": redis.url}
+    with contextlib.ExitStack() as cleanup:
+        serve = Serve(2, redis.url, "history-kill", app="history_app:app", env=env)
+        cleanup.callback(serve.stop)
+        nginx_port, listen = listen_port()
+        text = generate(
+            "--listen", listen, "--workers", "2", "--upstream", f"127.0.0.1:{serve.port}"
+        )
+        cleanup.callback(Nginx(text, "http", "history-kill", [nginx_port]).stop)
+        url = f"http://127.0.0.1:{nginx_port}"
+        fast = {"reconnection": True, "reconnectionDelay": 100, "randomizationFactor": 0}
+        placed: dict[int, list[str]] = {0: [], 1: []}
+        for i in range(2, 40):  # loopback addresses until each worker has two
+            client = f"c{i}"
+            transport = "polling" if i % 2 else "websocket"
+            sid = agent.connect(client, url, transport, localAddress=f"127.0.0.{i}", **fast)["id"]
+            assert agent.call("subscribe", client, channel="room-kill")["ok"]
+            for index in range(2):
+                if sid in serve.stats(index)["clients"]:
+                    placed[index].append(client)
+            if all(len(p) >= 2 for p in placed.values()):
+                break
+        assert all(len(p) >= 2 for p in placed.values()), placed
+        victim = serve.worker_pids()[1]
+        for n in range(300):
+            if n == 100:
+                os.kill(victim, signal.SIGKILL)
+            for _ in range(50):  # through nginx: a request may hit the dying worker
+                try:
+                    get(f"{url}/oob/room-kill?n={n}")
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                raise AssertionError(f"message {n} could not be sent")
+        for client in placed[0] + placed[1]:
+            assert_all_once_in_order(agent, client, 300, timeout=30)
+        reconnected = [
+            c
+            for c in placed[1]
+            if len([e for e in agent.events if e["client"] == c and e["event"] == "connect"]) > 1
+        ]
+        assert reconnected == placed[1]  # the killed worker's clients did come back

@@ -6,7 +6,8 @@ WSIO_SETTINGS_MODULE=history_settings.
   (``broadcast_channel``), acked with ``{"relayed": true}``;
 - ``GET /oob/<channel>?n=N`` sends ``{"n": N}`` to the channel out of band;
 - ``GET /history/<channel>?limit=L`` is the server API's page, as JSON;
-- ``GET /pid`` says which process answered (several run behind nginx).
+- ``GET /pid`` says which process answered, ``GET /stats`` which sockets it
+  holds (several run behind nginx).
 """
 
 from gevent import monkey
@@ -20,9 +21,11 @@ import sys  # noqa: E402
 import web  # noqa: E402
 
 from webpy_socketio import SocketIOServer, broadcast_channel, history, socketio_urls  # noqa: E402
+from webpy_socketio import clients as registry  # noqa: E402
 from webpy_socketio.events import on_message  # noqa: E402
 
-urls = ("/oob/(.+)", "Oob", "/history/(.+)", "History", "/pid", "Pid") + socketio_urls
+urls = ("/oob/(.+)", "Oob", "/history/(.+)", "History", "/pid", "Pid", "/stats", "Stats")
+urls += socketio_urls
 
 
 @on_message
@@ -46,6 +49,12 @@ class History:
 class Pid:
     def GET(self):
         return str(os.getpid())
+
+
+class Stats:
+    def GET(self):
+        web.header("Content-Type", "application/json")
+        return json.dumps({"clients": sorted(registry.CLIENTS)})
 
 
 app = web.application(urls, globals())
