@@ -226,12 +226,31 @@ class Dispatcher:
         if channel in current and (rule is None or since is None):
             # subscribed already: nothing runs again
             return {"ok": True, **(self._position(client, channel, rule) if rule else {})}
+        if rule is None:
+            return self._subscribe(client, channel, since)
+        # a channel with history: what the socket is sent from here on
+        # (also by the handlers) waits until the replay is out
+        with _history.Hold(client.socket) as hold:
+            if since is not None:
+                client.socket._since[channel] = since[0].as_dict()
+            return self._subscribe(client, channel, since, rule, hold)
+
+    def _subscribe(
+        self,
+        client: Client,
+        channel: str,
+        since: tuple[Any, list[str]] | None,
+        rule: Any = None,
+        hold: Any = None,
+    ) -> dict[str, Any]:
         try:
             # on a re-subscribe too (a reconnect): the client may have lost
             # the right, and a refused one gets nothing from the history
             fire(events.on_subscribe, client, channel, channel=channel, refusable=True)
         except Denied as exc:
             return {"ok": False, "error": exc.reason or "subscription refused"}
+        finally:
+            client.socket._since.pop(channel, None)
         if not boundary.has_socket(self.engine, client.socket.session_id, client.socket.namespace):
             return {"ok": False, "error": "not connected"}  # it closed while the handlers ran
         # joined only after every handler agreed, so a refused socket never
@@ -243,7 +262,7 @@ class Dispatcher:
                 reply.update(recovered=False, reason=_history.NO_HISTORY)
             return reply
         position, sids = since if since is not None else (None, [])
-        return {"ok": True, **_history.join(client.socket, channel, rule, position, sids)}
+        return {"ok": True, **_history.join(client.socket, channel, rule, position, sids, hold)}
 
     def _position(self, client: Client, channel: str, rule: Any) -> dict[str, Any]:
         store = _history.store_of(self.engine.manager)

@@ -43,6 +43,8 @@ class Socket:
         self._engine = engine
         # the channels joined through subscribe(), in order (see channels)
         self._joined: dict[str, None] = {}
+        # channel -> the position a subscribe being handled recovers from
+        self._since: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
         if self.namespace == DEFAULT_NAMESPACE:
@@ -166,6 +168,14 @@ class Socket:
                 raise ValueError(parsed)
             position = parsed[0]
         return _history.join(self, channel, rule, position, [])
+
+    def since(self, channel: str) -> dict[str, Any] | None:
+        """While ``on_subscribe`` handlers run: the position the client
+        subscribes since (``{"epoch", "offset"}``, a reconnect that the
+        channel's history will fill), or None for a plain subscribe. A
+        handler that sends the newcomer its own snapshot of the channel can
+        skip it then: the history replays what was missed."""
+        return self._since.get(channel)
 
     def _join(self, channel: str) -> None:
         self._engine.enter_room(self.session_id, _channels.room(channel), namespace=self.namespace)
