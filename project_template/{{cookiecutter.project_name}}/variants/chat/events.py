@@ -2,13 +2,15 @@
 
 The page connects with ``io({auth: {name}})``, subscribes to the channel
 ``room-<room>`` and sends ``{"room": ..., "text": ...}`` messages. Every
-message the server sends has a ``type``: ``chat``, ``system`` or
-``members``.
+message the server sends has a ``type``: ``chat``, ``system``,
+``members`` or ``history``. Room channels keep their last messages
+(``SOCKETIO_HISTORY`` in settings.py): a newcomer gets them, and a page that
+reconnects gets what it missed, in order.
 """
 
 from __future__ import annotations
 
-from webpy_socketio import Denied
+from webpy_socketio import Denied, history
 from webpy_socketio.events import on_connect, on_message, on_subscribe, on_unsubscribe
 
 MAX_NAME = 24
@@ -51,6 +53,13 @@ def join(request, socket, context, channel):
     if name.lower() in (taken.lower() for taken in room.values()):
         raise Denied(f"The name {name} is taken in this room; choose another one.")
     room[socket.session_id] = name
+    if socket.since(channel) is None:
+        # a newcomer: the room's last messages (a page coming back from a
+        # lost connection gets what it missed from the history instead)
+        recent = [m["data"] for m in history(channel, limit=50).messages]
+        socket.send(
+            {"type": "history", "messages": [m for m in recent if m.get("type") != "members"]}
+        )
     # the socket enters the channel once every handler agreed, so the
     # newcomer gets these through send_and_broadcast_channel's own send
     socket.send_and_broadcast_channel({"type": "system", "text": f"{name} joined"}, channel)

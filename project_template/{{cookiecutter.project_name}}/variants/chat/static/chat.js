@@ -94,7 +94,19 @@
       leave();
     });
     socket.on("message", function (msg) {
-      if (msg.type === "members") { showMembers(msg.members); } else { addMessage(msg); }
+      if (msg.type === "members") {
+        showMembers(msg.members);
+      } else if (msg.type === "history") {
+        $("messages").replaceChildren();
+        msg.messages.forEach(addMessage);
+      } else {
+        addMessage(msg);
+      }
+    });
+    // back from a lost connection, the room's history could not cover the
+    // gap (away too long, the server restarted): say so
+    socket.on("wsio:recovery-failed", function () {
+      addMessage({ type: "system", text: "Some messages were missed while you were away." });
     });
   });
 
