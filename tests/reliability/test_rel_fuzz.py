@@ -107,12 +107,16 @@ class GoodTraffic:
         self.pause = pause
         self.sent = dict.fromkeys(GOOD_CLIENTS, 0)
         self.failures: list[str] = []
+        #: per client, the slowest acknowledgement: (seconds, when since start)
+        self.slowest = dict.fromkeys(GOOD_CLIENTS, (0.0, 0.0))
+        self.started = time.monotonic()
         self.stopping = threading.Event()
         self.threads = [
             threading.Thread(target=self._run, args=(name,), daemon=True) for name in GOOD_CLIENTS
         ]
 
     def start(self) -> None:
+        self.started = time.monotonic()
         for thread in self.threads:
             thread.start()
 
@@ -120,11 +124,16 @@ class GoodTraffic:
         while not self.stopping.is_set():
             seq = self.sent[name]
             data = {"op": "relay", "data": {"good": name, "seq": seq}}
+            sent_at = time.monotonic()
             try:
                 reply = self.agent.call("send", name, data=data, timeout=20)
             except AssertionError as exc:
-                self.failures.append(str(exc)[:300])
+                when = sent_at - self.started
+                self.failures.append(f"{str(exc)[:300]} (sent {when:.1f} s into the run)")
                 return
+            took = time.monotonic() - sent_at
+            if took > self.slowest[name][0]:
+                self.slowest[name] = (round(took, 2), round(sent_at - self.started, 1))
             if reply != {"relayed": True}:
                 self.failures.append(f"{name} #{seq} acknowledged with {reply!r}")
                 return
@@ -251,11 +260,13 @@ def test_bad_input_at_volume(server):
                 print(
                     f"half {half + 1}: {halves[-1]['inputs']} inputs in "
                     f"{halves[-1]['seconds']} s (fuzzer), settled reading in "
-                    f"{halves[-1]['settle_seconds']} s",
+                    f"{halves[-1]['settle_seconds']} s, done "
+                    f"{time.monotonic() - traffic.started:.1f} s into the run",
                     flush=True,
                 )
         finally:
             traffic.stop()
+            print(f"slowest acks (seconds, when): {traffic.slowest}", flush=True)
         report = merged(halves)
         fuzz_seconds = time.monotonic() - started
         assert server.alive(), "the server died"
