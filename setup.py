@@ -11,6 +11,8 @@ from setuptools import setup
 setup(
     packages=[
         "webpy_socketio",
+        "webpy_socketio._engine",
+        "webpy_socketio._websocket",
         "webpy_socketio.templates",
         "webpy_socketio.static",
         "webpy_socketio.cli",

@@ -44,7 +44,11 @@ PEER_VENV = Path(os.environ.get("WSIO_BENCH_VENV") or TMP / "wsio-bench-venv")
 SERVERS: dict[str, tuple[str, list[str]]] = {}
 
 
-def define_servers(our_python: str) -> None:
+def define_servers(our_python: str, compare: list[str] | None = None) -> None:
+    """Fill :data:`SERVERS`; each ``compare`` item, ``NAME=DIR``, adds the
+    server "webpy-NAME": the same app on the webpy_socketio package of the
+    checkout in DIR (e.g. a git worktree of an earlier commit), so a change
+    is measured before and after in one run."""
     peer_python = str(PEER_VENV / "bin" / "python")
     SERVERS.update(
         {
@@ -63,6 +67,19 @@ def define_servers(our_python: str) -> None:
             ),
         }
     )
+    for item in compare or []:
+        name, _, folder = item.partition("=")
+        if not name or not folder or not (Path(folder) / "webpy_socketio").is_dir():
+            raise SystemExit(f"--compare wants NAME=DIR with DIR/webpy_socketio, not {item!r}")
+        SERVERS[f"webpy-{name}"] = (
+            f"webpy-socketio at {name}",
+            [
+                "env",
+                f"PYTHONPATH={Path(folder).resolve()}",
+                our_python,
+                str(SERVERS_DIR / "webpy_app.py"),
+            ],
+        )
 
 
 def log(*parts: Any) -> None:
@@ -492,6 +509,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--budget", type=float, default=780, help="seconds; later repetitions are not replaced"
     )
     p.add_argument("--python", default=None, help="interpreter that runs webpy-socketio")
+    p.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also measure the checkout in DIR as server webpy-NAME (add it to --servers)",
+    )
     p.add_argument("--results", default=None, help="write RESULTS.md here")
     p.add_argument("--no-setup", action="store_true")
     args = p.parse_args(argv)
@@ -520,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = args.started = time.monotonic()
     our_python = our_interpreter(args)
-    define_servers(our_python)
+    define_servers(our_python, args.compare)
     unknown = [s for s in args.servers if s not in SERVERS]
     if unknown:
         raise SystemExit(f"unknown servers {unknown}; choose from {list(SERVERS)}")

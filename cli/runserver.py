@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 from typing import Any
 
 import click
@@ -150,6 +152,7 @@ def _supervise(
     reloader: str,
     access_log: bool,
 ) -> None:
+    from webpy_socketio._history import HANDOVER_ENV
     from webpy_socketio.templating import BROWSER_RELOAD_ENV, DEV_SERVER_ENV
 
     from .dev.supervisor import ReloadSupervisor
@@ -180,6 +183,9 @@ def _supervise(
     say(f"serving on {url(host, port)} (Ctrl-C to stop)")
     env = dict(os.environ)
     env[DEV_SERVER_ENV] = "1"
+    # channel history kept in memory passes from each worker to the next
+    handover = tempfile.mkdtemp(prefix="wsio-history-")
+    env[HANDOVER_ENV] = os.path.join(handover, "history.json")
     if browser_reload:
         env[BROWSER_RELOAD_ENV] = "1"
     else:
@@ -190,7 +196,10 @@ def _supervise(
         config["control_fd"] = control_fd
         return [sys.executable, "-m", "webpy_socketio.cli.dev.zygote", json.dumps(config)]
 
-    status = ReloadSupervisor(listener, zygote_command, env, watcher, browser_reload).run()
+    try:
+        status = ReloadSupervisor(listener, zygote_command, env, watcher, browser_reload).run()
+    finally:
+        shutil.rmtree(handover, ignore_errors=True)
     listener.close()
     if status:
         sys.exit(status)

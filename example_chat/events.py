@@ -8,7 +8,9 @@ Channels:
 - ``lobby``: the rooms list page, kept up to date with member counts.
 
 Every message the server sends has a ``type``: ``history``, ``chat``,
-``system``, ``notice``, ``members`` or ``rooms``.
+``system``, ``notice``, ``members`` or ``rooms``. Room channels keep a
+history (``SOCKETIO_HISTORY`` in settings.py): a page that reconnects gets
+what it missed, in order; the stored messages (SQLite) carry an ``id``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import re
 from typing import Any
 
 from webpy_socketio import Denied
-from webpy_socketio.events import on_connect, on_message, on_subscribe, on_unsubscribe
+from webpy_socketio.events import on, on_connect, on_message, on_subscribe, on_unsubscribe
 
 import model
 
@@ -95,8 +97,12 @@ def join(request, socket, context, channel):
     except model.NameTaken:
         raise Denied(f"Someone called {name} is already here; choose another name.") from None
     # the socket enters the channel once every handler agreed, so the
-    # newcomer gets its copies through send_and_broadcast_channel's own send
-    socket.send({"type": "history", "messages": model.recent_messages(room_id)})
+    # newcomer gets its copies through send_and_broadcast_channel's own send.
+    # A page coming back from a lost connection subscribes since the last
+    # message it saw: the channel's history replays what it missed, so it
+    # needs no snapshot (it asks for one, "recent", if the history cannot).
+    if socket.since(channel) is None:
+        socket.send({"type": "history", "messages": model.recent_messages(room_id)})
     socket.send_and_broadcast_channel(
         model.add_message(room_id, "system", f"{name} joined"), channel
     )
@@ -116,6 +122,16 @@ def leave(request, socket, context, channel):
     socket.broadcast_channel(model.add_message(room_id, "system", f"{name} left"), channel)
     socket.broadcast_channel(members_message(room_id), channel)
     socket.broadcast_channel(rooms_message(), LOBBY)
+
+
+@on("recent", channel="^room-")
+def recent(request, socket, context, room):
+    """The room's last messages, for a page whose gap the history could not
+    fill (``wsio:recovery-failed``)."""
+    channel = room_channel(room) if isinstance(room, int) else None
+    if channel is None or channel not in socket.channels:
+        return {"ok": False, "error": "Join the room first."}
+    return {"ok": True, "messages": model.recent_messages(room)}
 
 
 @on_message(channel="^room-")

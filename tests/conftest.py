@@ -27,10 +27,11 @@ def _reset_library() -> None:
     from webpy_socketio.cli import output
 
     import webpy_socketio
-    from webpy_socketio import engine, settings
+    from webpy_socketio import _history, engine, settings
 
     settings.reset()  # configure() values and the settings module read
     engine.reset()  # the in-process engine and the registry of its clients
+    _history.reset()  # this process's channel histories
     webpy_socketio.use_session(None)
     output.speak_as("wsio")
 
@@ -50,6 +51,18 @@ def clean_global_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     _reset_library()
 
 
+#: The engine's two implementations (SOCKETIO_FAST_PATH True and False); the
+#: real-client modules run on both, and any difference is a bug in one.
+ENGINE_PATHS = ["fast", "stock"]
+
+
+@pytest.fixture(scope="module", params=ENGINE_PATHS)
+def engine_path(request: pytest.FixtureRequest) -> str:
+    """The engine path a module's server runs ("fast" or "stock"); test apps
+    read it from WSIO_TEST_PATH (tests/apps/settings.py)."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def basic_server() -> Iterator[AppServer]:
     """tests/apps/basic_app.py served by SocketIOServer on a free port."""
@@ -64,3 +77,17 @@ def agent() -> Iterator[NodeAgent]:
     node = NodeAgent()
     yield node
     node.close()
+
+
+@pytest.fixture(scope="module")
+def conformance_server(request: pytest.FixtureRequest, engine_path: str) -> Iterator[AppServer]:
+    """tests/apps/conformance_app.py with conformance_settings, once per
+    engine path (the protocol seen on the wire must be the same on both)."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    server = AppServer(
+        "conformance_app.py",
+        f"conformance-{module}-{engine_path}",
+        env={"WSIO_SETTINGS_MODULE": "conformance_settings", "WSIO_TEST_PATH": engine_path},
+    )
+    yield server
+    server.stop()

@@ -12,6 +12,15 @@ from support import AppServer, NodeAgent, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.node]
 
+
+@pytest.fixture(scope="module")
+def basic_server(engine_path):
+    """tests/apps/basic_app.py on the engine path under test (both run)."""
+    server = AppServer("basic_app.py", f"basic-{engine_path}", {"WSIO_TEST_PATH": engine_path})
+    yield server
+    server.stop()
+
+
 TRANSPORTS = ["websocket", "polling"]
 _names = itertools.count()
 

@@ -67,7 +67,7 @@ def test_same_function_from_same_file_replaces_its_registration(event):
     first, second = make(), make()
     event(first, channel="^room-")
     event(second, channel="^room-")
-    assert event.handlers == [(event.handlers[0][0], second)]
+    assert event.handlers == [("/", event.handlers[0][1], second)]
     event(second, channel="^other-")  # another pattern is another registration
     assert len(event.handlers) == 2
 
@@ -78,7 +78,7 @@ def test_on_message_name_maps_to_the_builtin_event():
 
     events.on("message")(relay)
     try:
-        assert relay in [h for _, h in events.on_message.handlers]
+        assert relay in [h for _, _, h in events.on_message.handlers]
     finally:
         events.on_message.disconnect(relay)
 

@@ -42,6 +42,8 @@ def agent() -> Iterator[NodeAgent]:
 
 
 def join(agent: NodeAgent, chat: ProjectServer, who: str, room: int, transport="websocket"):
+    """Connect and subscribe to the room; the reply (rooms keep history: it
+    carries the channel's position too)."""
     agent.connect(who, chat.url, transport, auth={"name": who})
     return agent.call("subscribe", who, channel=f"room-{room}")
 
@@ -83,12 +85,12 @@ def test_the_database_is_created_on_first_run(chat, folder):
 def test_chat_in_a_room_with_history_members_and_leave(chat, agent, transport):
     room = create_room(chat, unique("Room "))
     ada, bob, cy = unique("ada"), unique("bob"), unique("cy")
-    assert join(agent, chat, ada, room, transport) == {"ok": True}
+    assert join(agent, chat, ada, room, transport)["ok"] is True
     history = agent.wait_for(ada, lambda m: m.get("type") == "history")
     assert history == {"type": "history", "messages": []}
     agent.wait_for(ada, lambda m: m.get("members") == [ada])
 
-    assert join(agent, chat, bob, room, transport) == {"ok": True}
+    assert join(agent, chat, bob, room, transport)["ok"] is True
     agent.wait_for(ada, lambda m: m.get("type") == "system" and m["text"] == f"{bob} joined")
     agent.wait_for(ada, lambda m: m.get("members") == [ada, bob])
     agent.wait_for(bob, lambda m: m.get("members") == [ada, bob])
@@ -99,7 +101,7 @@ def test_chat_in_a_room_with_history_members_and_leave(chat, agent, transport):
     assert of_type(agent, ada, "chat") == [said]  # the sender gets it too, once
 
     # a newcomer gets the stored history, oldest first
-    assert join(agent, chat, cy, room, transport) == {"ok": True}
+    assert join(agent, chat, cy, room, transport)["ok"] is True
     history = agent.wait_for(cy, lambda m: m.get("type") == "history")["messages"]
     assert [(m["type"], m["text"]) for m in history] == [
         ("system", f"{ada} joined"),
@@ -118,16 +120,16 @@ def test_chat_in_a_room_with_history_members_and_leave(chat, agent, transport):
 def test_a_name_is_unique_per_room_whatever_its_case(chat, agent):
     room, other = create_room(chat, unique("Unique ")), create_room(chat, unique("Other "))
     name = unique("Zoe")
-    assert join(agent, chat, "first", room) == {"ok": True}
+    assert join(agent, chat, "first", room)["ok"] is True
     agent.connect("zoe", chat.url, "websocket", auth={"name": name})
-    assert agent.call("subscribe", "zoe", channel=f"room-{room}") == {"ok": True}
+    assert agent.call("subscribe", "zoe", channel=f"room-{room}")["ok"] is True
     agent.connect("twin", chat.url, "websocket", auth={"name": name.upper()})
     reply = agent.call("subscribe", "twin", channel=f"room-{room}")
     assert reply == {
         "ok": False,
         "error": f"Someone called {name.upper()} is already here; choose another name.",
     }
-    assert agent.call("subscribe", "twin", channel=f"room-{other}") == {"ok": True}
+    assert agent.call("subscribe", "twin", channel=f"room-{other}")["ok"] is True
     # the refused socket is in no room: it gets nothing from the first one
     agent.call("send", "zoe", data={"room": room, "text": "only for this room"})
     agent.wait_for("first", lambda m: m.get("text") == "only for this room")
@@ -173,7 +175,7 @@ def test_a_room_needs_a_name(chat, agent):
 )
 def test_bad_messages_are_refused_and_not_stored(chat, agent, folder, data, error):
     who = unique("val")
-    assert join(agent, chat, who, 1) == {"ok": True}
+    assert join(agent, chat, who, 1)["ok"] is True
     assert agent.call("send", who, data=data) == {"ok": False, "error": error}
     with sqlite3.connect(folder / "chat.db") as db:
         stored = db.execute("SELECT COUNT(*) FROM messages WHERE name = ?", (who,)).fetchone()
@@ -217,12 +219,12 @@ def test_history_survives_a_restart_and_members_do_not(tmp_path, agent):
     server = ProjectServer(folder, "example-chat-restart")
     try:
         # the same name is free again, and the history was kept
-        assert join(agent, server, "again", room) == {"ok": True}
+        assert join(agent, server, "again", room)["ok"] is True
         assert agent.call("send", "again", data={"room": room, "text": "x"}) == {"ok": True}
         history = agent.wait_for("again", lambda m: m.get("type") == "history")["messages"]
         assert "still here after a restart" in [m["text"] for m in history]
         agent.connect("same", server.url, "websocket", auth={"name": who})
-        assert agent.call("subscribe", "same", channel=f"room-{room}") == {"ok": True}
+        assert agent.call("subscribe", "same", channel=f"room-{room}")["ok"] is True
     finally:
         server.stop()
 

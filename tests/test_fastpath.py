@@ -9,8 +9,9 @@ import math
 import pytest
 import socketio
 
-from webpy_socketio import broadcast_channel, fastjson
-from webpy_socketio.fastpath import Packet
+from webpy_socketio import broadcast_channel
+from webpy_socketio._engine import fastjson
+from webpy_socketio._engine.packets import FastPacket as Packet
 from webpy_socketio.testing import SocketIOTestClient
 
 

@@ -872,3 +872,47 @@ def test_warns_at_start_when_pages_cannot_get_the_client(project: Path):
         assert "warning" not in server.output()
     finally:
         server.stop()
+
+
+@pytest.mark.node
+def test_channel_history_survives_reloads(project: Path, agent: NodeAgent):
+    # a page stays open while events.py is edited twice and messages keep
+    # going to its channel: it misses nothing and sees nothing twice (the
+    # in-memory history passes from each worker to the next). They are sent
+    # out of band, each retried until the server answers: a message a
+    # client emits just as the server stops is lost before it reaches the
+    # channel, which no history can help
+    settings = project / "settings.py"
+    settings.write_text(
+        settings.read_text() + '\nSOCKETIO_HISTORY = {"^room-": {"size": 500, "ttl": 600}}\n'
+    )
+    server = DevServer(project, name="runserver-history")
+    try:
+        fast = {"reconnection": True, "reconnectionDelay": 50, "randomizationFactor": 0}
+        agent.connect("rx", server.url, "websocket", **fast)
+        assert agent.call("subscribe", "rx", channel="room-live")["offset"] == 0
+        for n in range(120):
+            if n in (30, 80):
+                set_value(project, f"v{n}")
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    status, body = server.request(f"/say/room-live?n={n}")
+                except OSError as exc:  # the connection failed: not sent
+                    status, body = 0, str(exc)
+                if status == 200:  # sent, or recorded in the history
+                    break
+                assert time.monotonic() < deadline, (n, status, body)
+                time.sleep(0.02)
+            time.sleep(0.01)
+        server.wait_value("v80", timeout=20)
+
+        def complete() -> bool:
+            return len([m for m in agent.received("rx") if "n" in m]) >= 120
+
+        assert wait_until(complete, timeout=30), agent.received("rx")[-5:]
+        assert [m["n"] for m in agent.received("rx") if "n" in m] == list(range(120))
+        assert [e for e in agent.events if e["event"] == "wsio:recovery-failed"] == []
+        assert len(connects(agent, "rx")) >= 3  # it did reconnect, twice
+    finally:
+        server.stop()

@@ -262,3 +262,28 @@ def test_write_only_emitter_does_not_subscribe(redis):
     client.close()
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) == before
+
+
+def test_namespaces_cross_processes_and_stay_apart(redis, agent):
+    # a channel of /admin spans both processes; the same channel name in "/"
+    # is another channel; the emitter reaches one namespace only
+    env = {"WSIO_SETTINGS_MODULE": "queue_settings", "WSIO_TEST_QUEUE": redis.url}
+    with contextlib.ExitStack() as cleanup:
+        servers = []
+        for tag in ("A", "B"):
+            servers.append(AppServer("namespace_app.py", f"queue-ns-{tag}", env))
+            cleanup.callback(servers[-1].stop)
+        room = unique("room-")
+        admin = {"auth": {"token": "let-me-in"}}
+        agent.connect("admin-a", servers[0].url + "/admin", "websocket", **admin)
+        agent.connect("admin-b", servers[1].url + "/admin", "websocket", **admin)
+        agent.connect("main-b", servers[1].url, "websocket")
+        for client in ("admin-a", "admin-b", "main-b"):
+            assert agent.call("subscribe", client, channel=room) == {"ok": True}
+        assert agent.call("send", "admin-a", data="across") == {"ns": "/admin"}
+        agent.wait_for("admin-b", lambda m: m == {"ns": "/admin", "text": "across"})
+        Emitter(redis.url).broadcast_channel({"ns": "emitter"}, room, namespace="/admin")
+        agent.wait_for("admin-a", lambda m: m == {"ns": "emitter"})
+        agent.wait_for("admin-b", lambda m: m == {"ns": "emitter"})
+        time.sleep(0.3)  # anything misrouted to "/" would have arrived by now
+        assert agent.received("main-b") == []

@@ -12,10 +12,19 @@ import struct
 import time
 
 import pytest
+from support import AppServer
 
-from webpy_socketio.websocket import accept_key, encode_frame, unmask
+from webpy_socketio._websocket.connection import accept_key, encode_frame, unmask
 
 pytestmark = [pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def basic_server(engine_path):
+    """tests/apps/basic_app.py on the engine path under test (both run)."""
+    server = AppServer("basic_app.py", f"basic-{engine_path}", {"WSIO_TEST_PATH": engine_path})
+    yield server
+    server.stop()
 
 
 # -- frames, without a server ------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .emitter import Emitter, broadcast, broadcast_channel, emitter, send
+from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, send
 from .events import (
     on,
     on_connect,
@@ -51,6 +51,7 @@ __all__ = [
     "broadcast_channel",
     "configure",
     "emitter",
+    "history",
     "on",
     "on_connect",
     "on_disconnect",

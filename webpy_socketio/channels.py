@@ -1,6 +1,7 @@
 """Channels: named groups of sockets, stored as python-socketio rooms.
 
-A channel ``room-42`` is the room ``#room-42``. python-socketio also puts
+A channel ``room-42`` is the room ``#room-42`` of the socket's namespace
+(the same name in two namespaces is two channels). python-socketio also puts
 every socket in a room named after its own session id; session ids use only
 ``[A-Za-z0-9_-]``, so the ``#`` prefix keeps a client from subscribing to a
 "channel" that is really another socket's private room (and reading its
@@ -39,6 +40,8 @@ def room(channel: str) -> str:
     return ROOM_PREFIX + channel
 
 
-def members(engine: Any, channel: str) -> list[str]:
+def members(engine: Any, channel: str, namespace: str = "/") -> list[str]:
     """Session ids of this process's sockets subscribed to ``channel``."""
-    return list(engine.manager.rooms.get("/", {}).get(room(channel), ()))
+    from . import _engine as boundary
+
+    return boundary.room_members(engine, namespace, room(channel))

@@ -1,11 +1,15 @@
 """Turns python-socketio's callbacks into webpy_socketio events.
 
-Wire protocol on the default namespace (documented in the README):
+Wire protocol, in every namespace an application registered handlers for
+(documented in the README):
 
 - ``message`` (``socket.send(data)`` in the browser): ``on_message``; the
   first value other than None a handler returns is the acknowledgement.
 - ``wsio:subscribe`` / ``wsio:unsubscribe`` with a channel name: acked
-  ``{"ok": true}`` or ``{"ok": false, "error": "..."}``.
+  ``{"ok": true}`` or ``{"ok": false, "error": "..."}``. For a channel with
+  history the ack carries its ``epoch`` and ``offset``, and a subscribe
+  with ``{"since": {"epoch", "offset"}}`` replays what came after it
+  (``recovered``, and a ``reason`` when it could not).
 - any other event name: the handlers registered with ``on(name)``.
 
 Handlers are isolated from each other: one that raises is logged with its
@@ -22,19 +26,19 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import channels, clients, events, settings
+from . import _engine as boundary
+from . import _history, channels, clients, events, settings
 from .clients import Client
 from .events import Event
 from .exceptions import Denied, InvalidChannel
 from .requests import Request
 from .sockets import Socket
+from .wire import MESSAGE_EVENT, PROTOCOL_PREFIX, SUBSCRIBE, UNSUBSCRIBE
 
 logger = logging.getLogger("webpy_socketio")
 #: One line per received message, formatted by SOCKETIO_MESSAGE_LOG_FORMAT.
 message_logger = logging.getLogger("webpy_socketio.messages")
 
-SUBSCRIBE = "wsio:subscribe"
-UNSUBSCRIBE = "wsio:unsubscribe"
 SERVER_ERROR = "server error"
 
 
@@ -60,7 +64,7 @@ def fire(
         return []
     scope = (channel,) if channel is not None else (lambda: client.socket.channels)
     results = []
-    for handler in event.matching(scope):
+    for handler in event.matching(scope, client.socket.namespace):
         try:
             result = handler(client.request, client.socket, client.context, *args)
         except Denied:
@@ -122,18 +126,28 @@ class Dispatcher:
         self.engine = engine
 
     def install(self) -> None:
-        on = self.engine.on
+        # registered for every namespace ("*": python-socketio passes the
+        # namespace first); which namespaces exist is the events' registry's
+        # business, asked at each connect
+        engine = self.engine
+        engine.namespace_known = events.namespace_known
+
+        def on(event: str, handler: Callable[..., Any]) -> None:
+            engine.on(event, handler, namespace="*")
+
         on("connect", self.connect)
         on("disconnect", self.disconnect)
-        on("message", self.message)
+        on(MESSAGE_EVENT, self.message)
         on(SUBSCRIBE, self.subscribe)
         on(UNSUBSCRIBE, self.unsubscribe)
         on("*", self.named)
 
     # -- connection lifecycle ------------------------------------------------
 
-    def connect(self, sid: str, environ: Mapping[str, Any], auth: Any = None) -> bool:
-        client = Client(Request(environ, auth), Socket(sid, self.engine))
+    def connect(
+        self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any = None
+    ) -> bool:
+        client = Client(Request(environ, auth), Socket(sid, self.engine, namespace))
         clients.add(client)
         try:
             fire(events.on_connect, client, refusable=True)
@@ -144,7 +158,7 @@ class Dispatcher:
             raise ConnectionRefusedError(exc.reason or "connection refused") from None
         return True
 
-    def disconnect(self, sid: str, reason: str | None = None) -> None:
+    def disconnect(self, namespace: str, sid: str, reason: str | None = None) -> None:
         client = clients.get(sid)
         if client is None:
             return
@@ -161,7 +175,7 @@ class Dispatcher:
 
     # -- events from the client ----------------------------------------------
 
-    def message(self, sid: str, *data: Any) -> Any:
+    def message(self, namespace: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
         if client is None:
             return None
@@ -172,11 +186,11 @@ class Dispatcher:
         _log_message(client, lambda: _as_text(message))
         return _first(fire(events.on_message, client, message))
 
-    def named(self, event_name: str, sid: str, *data: Any) -> Any:
+    def named(self, event_name: str, namespace: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
         if client is None:
             return None
-        if event_name.startswith(events.PROTOCOL_PREFIX):
+        if event_name.startswith(PROTOCOL_PREFIX):
             return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
         event = events.named.get(event_name)
         # the name escaped as in JSON: a newline in it would forge a log line
@@ -186,7 +200,7 @@ class Dispatcher:
             return None
         return _first(fire(event, client, *data))
 
-    def subscribe(self, sid: str, *data: Any) -> dict[str, Any]:
+    def subscribe(self, namespace: str, sid: str, *data: Any) -> dict[str, Any]:
         client = clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not connected"}
@@ -194,23 +208,68 @@ class Dispatcher:
             channel = channels.validate(data[0] if data else None)
         except InvalidChannel as exc:
             return {"ok": False, "error": str(exc)}
+        options = data[1] if len(data) > 1 else None
+        since: tuple[Any, list[str]] | None = None
+        if options is not None:
+            if not isinstance(options, dict):
+                return {"ok": False, "error": "subscribe options must be an object"}
+            if options.get("since") is not None:
+                parsed = _history.parse_since(options["since"])
+                if isinstance(parsed, str):
+                    return {"ok": False, "error": parsed}
+                since = parsed
         current = client.socket.channels
-        if channel in current:
-            return {"ok": True}
         limit = settings.get("SOCKETIO_MAX_CHANNELS_PER_SOCKET")
-        if len(current) >= limit:
+        if channel not in current and len(current) >= limit:
             return {"ok": False, "error": f"too many channels (at most {limit} per socket)"}
+        rule = _history.policy(channel)
+        if channel in current and (rule is None or since is None):
+            # subscribed already: nothing runs again
+            return {"ok": True, **(self._position(client, channel, rule) if rule else {})}
+        if rule is None:
+            return self._subscribe(client, channel, since)
+        # a channel with history: what the socket is sent from here on
+        # (also by the handlers) waits until the replay is out
+        with _history.Hold(client.socket) as hold:
+            if since is not None:
+                client.socket._since[channel] = since[0].as_dict()
+            return self._subscribe(client, channel, since, rule, hold)
+
+    def _subscribe(
+        self,
+        client: Client,
+        channel: str,
+        since: tuple[Any, list[str]] | None,
+        rule: Any = None,
+        hold: Any = None,
+    ) -> dict[str, Any]:
         try:
+            # on a re-subscribe too (a reconnect): the client may have lost
+            # the right, and a refused one gets nothing from the history
             fire(events.on_subscribe, client, channel, channel=channel, refusable=True)
         except Denied as exc:
             return {"ok": False, "error": exc.reason or "subscription refused"}
+        finally:
+            client.socket._since.pop(channel, None)
+        if not boundary.has_socket(self.engine, client.socket.session_id, client.socket.namespace):
+            return {"ok": False, "error": "not connected"}  # it closed while the handlers ran
         # joined only after every handler agreed, so a refused socket never
-        # sits in the room, not even for a moment (nor one that closed while
-        # they ran: Socket.subscribe does nothing for it)
-        client.socket.subscribe(channel)
-        return {"ok": True}
+        # sits in the room, not even for a moment
+        if rule is None:
+            client.socket._join(channel)
+            reply: dict[str, Any] = {"ok": True}
+            if since is not None:
+                reply.update(recovered=False, reason=_history.NO_HISTORY)
+            return reply
+        position, sids = since if since is not None else (None, [])
+        return {"ok": True, **_history.join(client.socket, channel, rule, position, sids, hold)}
 
-    def unsubscribe(self, sid: str, *data: Any) -> dict[str, Any]:
+    def _position(self, client: Client, channel: str, rule: Any) -> dict[str, Any]:
+        store = _history.store_of(self.engine.manager)
+        position = store.position(client.socket.namespace, channel, rule)
+        return position.as_dict()
+
+    def unsubscribe(self, namespace: str, sid: str, *data: Any) -> dict[str, Any]:
         client = clients.get(sid)
         if client is None:
             return {"ok": False, "error": "not connected"}

@@ -11,6 +11,9 @@ write-only emitter made on first use; there, a queue that cannot be reached
 raises :class:`~webpy_socketio.MessageQueueError`, since no local socket got
 the message either. A server process never raises it: its own sockets get
 the message, and the outage is logged (see :mod:`.messagequeue`).
+
+Each function takes ``namespace=`` (default ``"/"``): sockets, channels and
+broadcasts belong to one namespace.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import channels, clients, settings
+from . import _engine as boundary
+from . import _history, channels, clients, settings
 from .engine import client_manager, current_engine
 from .exceptions import NoSocket
-from .sockets import MESSAGE_EVENT, _payload
+from .sockets import _payload
+from .wire import DEFAULT_NAMESPACE, MESSAGE_EVENT
 
 
 class Emitter:
@@ -45,19 +50,44 @@ class Emitter:
     def __repr__(self) -> str:
         return f"<Emitter {self.url}>"
 
-    def emit(self, event: str, data: Any, to: Any = None, skip_sid: Any = None) -> None:
+    def emit(
+        self,
+        event: str,
+        data: Any,
+        to: Any = None,
+        skip_sid: Any = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> None:
         """Publish a named event to ``to`` (a session id, a room or a list
-        of rooms; everybody when None)."""
-        self.manager.emit(event, data, namespace="/", room=to, skip_sid=skip_sid)
+        of rooms; everybody in ``namespace`` when None)."""
+        self.manager.emit(event, data, namespace=namespace, room=to, skip_sid=skip_sid)
 
-    def send(self, session_id: str, message: Any) -> None:
-        self.emit(MESSAGE_EVENT, _payload(message), to=session_id)
+    def send(self, session_id: str, message: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.emit(MESSAGE_EVENT, _payload(message), to=session_id, namespace=namespace)
 
-    def broadcast(self, message: Any) -> None:
-        self.emit(MESSAGE_EVENT, _payload(message))
+    def broadcast(self, message: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+        self.emit(MESSAGE_EVENT, _payload(message), namespace=namespace)
 
-    def broadcast_channel(self, message: Any, channel: str, event: str = MESSAGE_EVENT) -> None:
-        self.emit(event, _payload(message), to=channels.room(channels.validate(channel)))
+    def broadcast_channel(
+        self,
+        message: Any,
+        channel: str,
+        event: str = MESSAGE_EVENT,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> None:
+        rule = _history.policy(channels.validate(channel))
+        if rule is not None:
+            _history.publish_write_only(
+                self.manager, namespace, channel, rule, event, [_payload(message)]
+            )
+            return
+        self.emit(event, _payload(message), to=channels.room(channel), namespace=namespace)
+
+    def history(
+        self, channel: str, since: Any = None, limit: int = 50, namespace: str = DEFAULT_NAMESPACE
+    ) -> _history.Page:
+        """A channel's last messages, from the queue's Redis (see :func:`history`)."""
+        return _history.page(self.manager, namespace, channels.validate(channel), since, limit)
 
 
 def emitter(url: str) -> Emitter:
@@ -91,46 +121,88 @@ def _local_engine_or_raise(reason: str) -> Any:
     return engine
 
 
-def send(session_id: str, message: Any) -> None:
+def _in(namespace: str) -> str:
+    return "" if namespace == DEFAULT_NAMESPACE else f" in namespace {namespace!r}"
+
+
+def send(session_id: str, message: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
     """Send ``message`` to the socket whose id is ``session_id``.
 
     :raises NoSocket: without a queue, when no such socket is connected here.
     """
     target = _through_queue()
     if target is None:
-        reason = f"There is no socket with session id {session_id!r}"
+        reason = f"There is no socket with session id {session_id!r}{_in(namespace)}"
         target = _local_engine_or_raise(reason)
-        if clients.get(session_id) is None:
+        client = clients.get(session_id)
+        if client is None or client.socket.namespace != namespace:
             raise NoSocket(f"{reason}.")
-    target.emit(MESSAGE_EVENT, _payload(message), to=session_id)
+    target.emit(MESSAGE_EVENT, _payload(message), to=session_id, namespace=namespace)
 
 
-def broadcast(message: Any) -> None:
-    """Send ``message`` to every connected socket.
+def broadcast(message: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
+    """Send ``message`` to every connected socket of ``namespace``.
 
     :raises NoSocket: without a queue, when no socket is connected here.
     """
     target = _through_queue()
     if target is None:
-        reason = "There are no connected sockets to broadcast to"
+        reason = f"There are no connected sockets to broadcast to{_in(namespace)}"
         target = _local_engine_or_raise(reason)
-        if not clients.count():
+        if next(boundary.sockets_in(target, namespace), None) is None:
             raise NoSocket(f"{reason}.")
-    target.emit(MESSAGE_EVENT, _payload(message))
+    target.emit(MESSAGE_EVENT, _payload(message), namespace=namespace)
 
 
-def broadcast_channel(message: Any, channel: str, event: str = MESSAGE_EVENT) -> None:
+def broadcast_channel(
+    message: Any, channel: str, event: str = MESSAGE_EVENT, namespace: str = DEFAULT_NAMESPACE
+) -> None:
     """Send ``message`` to every socket subscribed to ``channel``.
 
     :param event: the Socket.IO event name; ``"message"`` by default.
-    :raises NoSocket: without a queue, when nobody here is subscribed.
+    :raises NoSocket: without a queue, when nobody here is subscribed (a
+        channel with history has recorded the message all the same).
     :raises InvalidChannel: for a name that is not a valid channel.
     """
     channels.validate(channel)
     target = _through_queue()
+    nobody = None
     if target is None:
-        reason = f"There are no sockets subscribed to channel {channel!r}"
+        reason = f"There are no sockets subscribed to channel {channel!r}{_in(namespace)}"
         target = _local_engine_or_raise(reason)
-        if not channels.members(target, channel):
-            raise NoSocket(f"{reason}.")
-    target.emit(event, _payload(message), to=channels.room(channel))
+        if not channels.members(target, channel, namespace):
+            if _history.policy(channel) is None:
+                raise NoSocket(f"{reason}.")
+            # recorded all the same, for those who come back
+            nobody = NoSocket(f"{reason} (the message is in its history).")
+    if isinstance(target, Emitter):
+        target.broadcast_channel(message, channel, event, namespace=namespace)
+    else:
+        _history.send_to_channels(target, namespace, [channel], event, [_payload(message)], None)
+    if nobody is not None:
+        raise nobody
+
+
+def history(
+    channel: str, since: Any = None, limit: int = 50, namespace: str = DEFAULT_NAMESPACE
+) -> _history.Page:
+    """The history of ``channel`` (it must match ``SOCKETIO_HISTORY``): its
+    position and its last ``limit`` messages, oldest first, for a page's
+    first render. The page hands ``page.position`` to the client, which
+    subscribes with it as ``since`` and so misses nothing in between::
+
+        page = history("room-42", limit=50)
+        return render.room(page.messages, json.dumps(page.position))
+
+    With ``since`` (a position), only the messages after it, and whether
+    all of them could be served (``page.recovered``, ``page.reason``).
+
+    :raises ValueError: for a channel without history or a bad ``since``.
+    """
+    channels.validate(channel)
+    target = _through_queue()
+    if isinstance(target, Emitter):
+        return target.history(channel, since, limit, namespace)
+    engine = current_engine()
+    manager = engine.manager if engine is not None else None
+    return _history.page(manager, namespace, channel, since, limit)

@@ -30,6 +30,15 @@ unchanged, so it can still be called and tested directly. A function
 registered again from the same file under the same name and pattern replaces
 its earlier registration, so a module that is executed twice (web.py's debug
 reloader does that) does not run its handlers twice.
+
+Every event also takes ``namespace="/admin"`` (default ``"/"``): the handler
+then serves the sockets a browser opens with ``io("/admin")``, over the
+same connection as the default namespace's. A namespace no handler is
+registered for is refused (``{"message": "Invalid namespace"}``)::
+
+    @on_connect(namespace="/admin")
+    def admins_only(request, socket, context):
+        return bool(request.session and request.session.get("admin"))
 """
 
 from __future__ import annotations
@@ -39,26 +48,30 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .exceptions import EventError
+from .wire import DEFAULT_NAMESPACE, PROTOCOL_PREFIX, RESERVED_EVENT_NAMES
+
+__all__ = ["PROTOCOL_PREFIX", "RESERVED_EVENT_NAMES", "Event", "namespace_known", "on"]
 
 Handler = Callable[..., Any]
 
-# Names socket.io-client reserves on the browser side, plus the engine's own
-# and ours: an application cannot register handlers for these with on(), and
-# a client's event with one of them is dropped. "*" is python-socketio's
-# catch-all: an event of that name would reach it without its name.
-RESERVED_EVENT_NAMES = frozenset(
-    {
-        "*",
-        "connect",
-        "connect_error",
-        "disconnect",
-        "disconnecting",
-        "newListener",
-        "removeListener",
-    }
-)
-#: Prefix of the events webpy_socketio itself uses on the wire.
-PROTOCOL_PREFIX = "wsio:"
+#: every namespace an event handler was registered for, besides "/"
+_namespaces: set[str] = set()
+
+
+def _check_namespace(namespace: Any) -> str:
+    if not isinstance(namespace, str) or not namespace.startswith("/") or len(namespace) > 200:
+        raise EventError(
+            f"namespace must be a string that starts with '/', such as '/admin', not {namespace!r}."
+        )
+    if not namespace.isprintable() or "," in namespace:
+        raise EventError(f"namespace {namespace!r} must not contain commas or control characters.")
+    return namespace
+
+
+def namespace_known(namespace: str) -> bool:
+    """Whether clients may connect ``namespace``: the default one, and every
+    namespace a handler is registered for."""
+    return namespace == DEFAULT_NAMESPACE or namespace in _namespaces
 
 
 class Event:
@@ -72,23 +85,33 @@ class Event:
     def __init__(self, name: str, supports_channels: bool = True) -> None:
         self.name = name
         self.supports_channels = supports_channels
-        #: ``(pattern or None, handler)`` pairs, in registration order.
-        self.handlers: list[tuple[re.Pattern[str] | None, Handler]] = []
+        #: ``(namespace, pattern or None, handler)``, in registration order.
+        self.handlers: list[tuple[str, re.Pattern[str] | None, Handler]] = []
 
     def __repr__(self) -> str:
         return f"<Event {self.name} ({len(self.handlers)} handlers)>"
 
-    def __call__(self, handler: Handler | None = None, channel: str | None = None) -> Any:
+    def __call__(
+        self,
+        handler: Handler | None = None,
+        channel: str | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> Any:
         """Register ``handler``, or return a decorator when only ``channel``
-        is given.
+        or ``namespace`` is given.
 
+        :param namespace: the Socket.IO namespace whose sockets the handler
+            serves (``io("/admin")`` in the browser); ``"/"`` by default.
+            Registering a handler makes its namespace one clients may join.
         :raises EventError: for a pattern on an event without channels, a
-            pattern that does not compile, or a handler that is not callable.
+            pattern that does not compile, a namespace that does not start
+            with "/", or a handler that is not callable.
         """
+        _check_namespace(namespace)
         if handler is None:
 
             def decorator(func: Handler) -> Handler:
-                return self(func, channel=channel)
+                return self(func, channel=channel, namespace=namespace)
 
             return decorator
         if not callable(handler):
@@ -113,30 +136,39 @@ class Event:
                     f"channel={channel!r} for {_describe(handler)} is not a valid regular "
                     f"expression: {exc}."
                 ) from None
-        key = _identity(handler, pattern)
-        for index, (old_pattern, old_handler) in enumerate(self.handlers):
-            if key is not None and _identity(old_handler, old_pattern) == key:
+        if namespace != DEFAULT_NAMESPACE:
+            _namespaces.add(namespace)
+        key = _identity(handler, pattern, namespace)
+        for index, (old_namespace, old_pattern, old_handler) in enumerate(self.handlers):
+            if key is not None and _identity(old_handler, old_pattern, old_namespace) == key:
                 # the same function from the same file again: its module was
                 # re-executed (web.py's debug reloader does this, and runs a
                 # main script twice, as __main__ and under its own name)
-                self.handlers[index] = (pattern, handler)
+                self.handlers[index] = (namespace, pattern, handler)
                 return handler
-        self.handlers.append((pattern, handler))
+        self.handlers.append((namespace, pattern, handler))
         return handler
 
     def disconnect(self, handler: Handler) -> bool:
         """Remove every registration of ``handler``; return whether there
         was one."""
         before = len(self.handlers)
-        self.handlers = [(p, h) for p, h in self.handlers if h is not handler]
+        self.handlers = [entry for entry in self.handlers if entry[2] is not handler]
         return len(self.handlers) != before
 
-    def matching(self, channels: Iterable[str] | Callable[[], Iterable[str]]) -> list[Handler]:
-        """The handlers that fire for a socket in ``channels`` (an iterable,
-        or a function returning one, called only if a pattern needs it)."""
+    def matching(
+        self,
+        channels: Iterable[str] | Callable[[], Iterable[str]],
+        namespace: str = DEFAULT_NAMESPACE,
+    ) -> list[Handler]:
+        """The handlers that fire for a socket of ``namespace`` in
+        ``channels`` (an iterable, or a function returning one, called only
+        if a pattern needs it)."""
         found = []
         resolved: list[str] | None = None
-        for pattern, handler in self.handlers:
+        for handler_namespace, pattern, handler in self.handlers:
+            if handler_namespace != namespace:
+                continue
             if pattern is not None:
                 if resolved is None:
                     resolved = list(channels() if callable(channels) else channels)
@@ -151,15 +183,19 @@ class Event:
         dispatch, which isolates handlers from each other."""
         return [
             handler(request, socket, context, *args)
-            for handler in self.matching(lambda: socket.channels)
+            for handler in self.matching(
+                lambda: socket.channels, getattr(socket, "namespace", DEFAULT_NAMESPACE)
+            )
         ]
 
 
-def _identity(handler: Handler, pattern: re.Pattern[str] | None) -> tuple[str, str, str] | None:
+def _identity(
+    handler: Handler, pattern: re.Pattern[str] | None, namespace: str
+) -> tuple[str, str, str, str] | None:
     code = getattr(handler, "__code__", None)
     if code is None:
         return None
-    return (code.co_filename, handler.__qualname__, pattern.pattern if pattern else "")
+    return (code.co_filename, handler.__qualname__, pattern.pattern if pattern else "", namespace)
 
 
 def _describe(handler: Handler) -> str:
@@ -183,7 +219,9 @@ BUILTIN = {"message": on_message}
 named: dict[str, Event] = {}
 
 
-def on(event_name: str, channel: str | None = None) -> Callable[[Handler], Handler]:
+def on(
+    event_name: str, channel: str | None = None, namespace: str = DEFAULT_NAMESPACE
+) -> Callable[[Handler], Handler]:
     """Register a handler for a named Socket.IO event. The first value other
     than None that a handler returns is the acknowledgement the client's
     callback receives::
@@ -193,7 +231,8 @@ def on(event_name: str, channel: str | None = None) -> Callable[[Handler], Handl
             context["name"] = new_name
             return {"ok": True}
 
-    In the browser: ``socket.emit("rename", "ada", (reply) => ...)``.
+    In the browser: ``socket.emit("rename", "ada", (reply) => ...)``. With
+    ``namespace="/admin"`` the handler serves sockets of ``io("/admin")``.
 
     :raises EventError: for a reserved name (``connect``, ``disconnect``,
         names starting with ``wsio:`` and the client's reserved names).
@@ -211,8 +250,9 @@ def on(event_name: str, channel: str | None = None) -> Callable[[Handler], Handl
         event = named.setdefault(event_name, Event(event_name))
     if channel is not None and not isinstance(channel, str):
         raise EventError(f"channel must be a regular expression string, not {channel!r}.")
+    _check_namespace(namespace)
 
     def decorator(handler: Handler) -> Handler:
-        return event(handler, channel=channel)
+        return event(handler, channel=channel, namespace=namespace)
 
     return decorator

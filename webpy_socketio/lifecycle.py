@@ -20,8 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-#: The Socket.IO event a development server sends before it restarts.
-RELOAD_EVENT = "wsio:reload"
+from .wire import RELOAD as RELOAD_EVENT
 
 
 def _engine() -> Any:

@@ -28,26 +28,13 @@ process's sockets before it publishes it.
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ImproperlyConfigured, MessageQueueError
 
-logger = logging.getLogger("webpy_socketio.queue")
-
 #: Seconds a connection attempt to Redis may take.
 CONNECT_TIMEOUT = 3.0
-#: Seconds a Redis command may take once connected.
-COMMAND_TIMEOUT = 5.0
-#: After a failed publish, seconds during which messages are not offered to
-#: Redis (delivered locally only), so a dead Redis costs one attempt, not one
-#: per message.
-PUBLISH_PAUSE = 0.5
-#: Longest wait between two attempts of the listener to subscribe again.
-MAX_RETRY_DELAY = 2.0
 #: How long a starting server waits for its subscription.
 START_TIMEOUT = 10.0
 
@@ -76,8 +63,8 @@ def _require(module: str, url: str, extra: str) -> None:
         __import__(module)
     except ImportError:
         raise ImproperlyConfigured(
-            f"SOCKETIO_MESSAGE_QUEUE={describe(url)!r} needs the {module} package: pip install "
-            f"{extra}."
+            f"SOCKETIO_MESSAGE_QUEUE={describe(url)!r} needs the {module} package, which is not "
+            f"installed: pip install {extra}."
         ) from None
 
 
@@ -90,9 +77,11 @@ def queue_manager(url: str, write_only: bool = False) -> Any:
     scheme = _scheme(url)
     if scheme in _REDIS_SCHEMES:
         _require("redis", url, "'webpy-socketio[redis]'")
-        return RedisQueue(url, write_only=write_only)
-    if scheme in _VALKEY_SCHEMES:
+    elif scheme in _VALKEY_SCHEMES:
         _require("valkey", url, "valkey")
+    if scheme in _REDIS_SCHEMES + _VALKEY_SCHEMES:
+        from ._engine.redis_queue import RedisQueue
+
         return RedisQueue(url, write_only=write_only)
     _require("kombu", url, "kombu (only redis:// URLs work out of the box)")
     import socketio
@@ -103,22 +92,25 @@ def queue_manager(url: str, write_only: bool = False) -> Any:
 def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Connect to the queue at ``url`` once, from any process (gevent or not).
 
+    :raises ImproperlyConfigured: when the queue's client library is missing.
     :raises MessageQueueError: naming the queue and the reason.
     """
-    if _scheme(url) not in _REDIS_SCHEMES + _VALKEY_SCHEMES:
+    scheme = _scheme(url)
+    if scheme not in _REDIS_SCHEMES + _VALKEY_SCHEMES:
         return  # other brokers are checked by kombu when the server starts
-    probe = RedisQueue(url, write_only=True, connect_timeout=timeout)
+    if scheme in _REDIS_SCHEMES:
+        _require("redis", url, "'webpy-socketio[redis]'")
+    else:
+        _require("valkey", url, "valkey")
+    from ._engine.redis_queue import ping
+
     try:
-        probe._redis_connect()
-        probe.redis.ping()
+        ping(url, timeout)
     except Exception as exc:
         raise MessageQueueError(
-            f"Cannot reach the message queue {describe(url)} ({_reason(exc)}). Start it, or "
+            f"Cannot reach the message queue {describe(url)} ({reason(exc)}). Start it, or "
             "fix SOCKETIO_MESSAGE_QUEUE."
         ) from None
-    finally:
-        if probe.redis is not None:
-            probe.redis.close()
 
 
 def start(engine: Any, timeout: float = START_TIMEOUT) -> None:
@@ -127,6 +119,8 @@ def start(engine: Any, timeout: float = START_TIMEOUT) -> None:
 
     :raises MessageQueueError: when the queue cannot be reached in time.
     """
+    from ._engine.redis_queue import RedisQueue
+
     manager = engine.manager
     if engine.manager_initialized:
         return
@@ -140,162 +134,7 @@ def start(engine: Any, timeout: float = START_TIMEOUT) -> None:
         )
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """The first line of an exception's text, for one-line messages."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0].rstrip(".")
-
-
-def _redis_options(connect_timeout: float) -> dict[str, Any]:
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return {
-        "socket_connect_timeout": connect_timeout,
-        "socket_timeout": COMMAND_TIMEOUT,
-        # one quick retry replaces a pooled connection that a Redis restart
-        # killed; more would only hold up the sender while Redis is away
-        "retry": Retry(NoBackoff(), 1),
-    }
-
-
-def _redis_manager_class() -> type:
-    import socketio
-
-    return socketio.RedisManager  # type: ignore[no-any-return]
-
-
-class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
-    """python-socketio's ``RedisManager`` with the outage behaviour described
-    in this module's docstring.
-
-    :param url: ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``
-        (and the ``valkey`` forms).
-    :param write_only: publish only; a failed publish then raises
-        :class:`~webpy_socketio.MessageQueueError`, since no local delivery
-        happened and the caller must know.
-    """
-
-    # set by python-socketio's RedisManager
-    connected: bool
-    redis: Any
-    pubsub: Any
-
-    def __init__(
-        self, url: str, write_only: bool = False, connect_timeout: float = CONNECT_TIMEOUT
-    ) -> None:
-        super().__init__(
-            url,
-            write_only=write_only,
-            logger=logger,
-            redis_options=_redis_options(connect_timeout),
-        )
-        self._state = threading.Lock()
-        self._down_since: float | None = None
-        self._not_shared = 0
-        self._pause_until = 0.0
-        self._subscribed = threading.Event()
-        #: the reason of the last failure, for error messages
-        self.last_error: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<RedisQueue {describe(self.redis_url)}>"
-
-    @property
-    def available(self) -> bool:
-        """False while the last attempt to reach Redis failed."""
-        return self._down_since is None
-
-    def wait_subscribed(self, timeout: float) -> bool:
-        return self._subscribed.wait(timeout)
-
-    # -- outage bookkeeping -------------------------------------------------
-
-    def _lost(self, exc: BaseException) -> None:
-        self.last_error = _reason(exc)
-        with self._state:
-            first = self._down_since is None
-            if first:
-                self._down_since = time.monotonic()
-                self._not_shared = 0
-        if first and not self.write_only:
-            logger.error(
-                "Lost the message queue %s (%s). Sockets of this process still get every "
-                "message; other processes miss the ones sent until it is back.",
-                describe(self.redis_url),
-                self.last_error,
-            )
-
-    def _restored(self) -> None:
-        if self._down_since is None:
-            return
-        with self._state:
-            since, self._down_since = self._down_since, None
-            not_shared, self._not_shared = self._not_shared, 0
-        if since is not None and not self.write_only:
-            logger.warning(
-                "The message queue %s is back after %.1f s%s.",
-                describe(self.redis_url),
-                time.monotonic() - since,
-                f"; {not_shared} messages sent meanwhile reached this process's sockets only"
-                if not_shared
-                else "",
-            )
-
-    # -- python-socketio hooks ----------------------------------------------
-
-    def emit(
-        self, event: str, data: Any, namespace: Any = None, room: Any = None, **kwargs: Any
-    ) -> Any:
-        room = kwargs.pop("to", None) or room
-        # a session id lives in one process: a send to a socket of this one
-        # (socket.send(), replies) needs no trip through Redis, which every
-        # other process would decode only to find no such socket
-        if (
-            isinstance(room, str)
-            and not self.write_only
-            and self.is_connected(room, namespace or "/")
-        ):
-            kwargs["ignore_queue"] = True
-        return super().emit(event, data, namespace=namespace, room=room, **kwargs)
-
-    def _publish(self, data: Any) -> Any:
-        if self._down_since is not None and time.monotonic() < self._pause_until:
-            return self._not_published(None)
-        try:
-            if not self.connected:
-                self._redis_connect()
-            result = self.redis.publish(self.channel, self.json.dumps(data))
-        except Exception as exc:
-            self.connected = False
-            self._pause_until = time.monotonic() + PUBLISH_PAUSE
-            self._lost(exc)
-            return self._not_published(exc)
-        self._restored()
-        return result
-
-    def _not_published(self, exc: BaseException | None) -> None:
-        with self._state:
-            self._not_shared += 1
-        if self.write_only:
-            raise MessageQueueError(
-                f"Could not publish to the message queue {describe(self.redis_url)} "
-                f"({_reason(exc) if exc else self.last_error}); the message was not sent."
-            )
-
-    def _redis_listen_with_retries(self) -> Any:
-        delay = 0.25
-        while True:
-            try:
-                self._redis_connect()
-                self.pubsub.subscribe(self.channel)
-                # Redis answers in order: once its confirmation is read, every
-                # message published later reaches this process
-                self.pubsub.get_message(timeout=COMMAND_TIMEOUT)
-                self._subscribed.set()
-                self._restored()
-                delay = 0.25
-                yield from self.pubsub.listen()
-            except Exception as exc:
-                self._lost(exc)
-                time.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY)

@@ -69,10 +69,10 @@ def websocket_handler_class() -> type[pywsgi.WSGIHandler]:
     """The pywsgi handler that carries websockets.
 
     It hands an upgraded connection to this package's websocket transport
-    (:mod:`webpy_socketio.websocket`) and sends no HTTP response after it,
+    (:mod:`webpy_socketio._websocket`) and sends no HTTP response after it,
     whichever websocket library engine.io would pick by itself.
     """
-    from .websocket import WebSocketHandler
+    from ._websocket.handler import WebSocketHandler
 
     return WebSocketHandler
 

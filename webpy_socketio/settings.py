@@ -60,6 +60,22 @@ DEFAULTS: dict[str, Any] = {
     # Engine.IO heartbeat, in seconds. nginx timeouts must exceed their sum.
     "SOCKETIO_PING_INTERVAL": 25,
     "SOCKETIO_PING_TIMEOUT": 20,
+    # Channels that keep their last messages, so a client that reconnects
+    # gets what it missed: {"^room-": {"size": 200, "ttl": 600}} (a channel
+    # pattern, messages kept, seconds kept). None: no history.
+    "SOCKETIO_HISTORY": None,
+    # Close a connection whose session has connected no namespace this many
+    # seconds after its handshake (as Node socket.io's connectTimeout); None
+    # turns it off.
+    "SOCKETIO_CONNECT_TIMEOUT": 45,
+    # A malformed packet (or one for a namespace the client has not
+    # connected) closes the connection, as Node socket.io does; False drops
+    # the packet and keeps the connection.
+    "SOCKETIO_STRICT_PROTOCOL": True,
+    # This project's fast path for the commonest packets; False runs
+    # python-socketio's and engine.io's own code paths (the same protocol,
+    # more CPU), e.g. to tell whether a problem comes from the fast path.
+    "SOCKETIO_FAST_PATH": True,
     # Log a warning, with the stack, when code (a handler's blocking call)
     # holds the event loop, and so every connection, longer than this many
     # seconds; None turns the watch off.
@@ -95,16 +111,27 @@ def _check_value(name: str, value: Any) -> None:
         _positive_int(name, value, 65535)
     elif name in ("SOCKETIO_MAX_MESSAGE_BYTES", "SOCKETIO_MAX_CHANNELS_PER_SOCKET"):
         _positive_int(name, value)
+    elif name == "SOCKETIO_HISTORY":
+        from ._history import check_setting
+
+        check_setting(value)
+    elif name in ("SOCKETIO_STRICT_PROTOCOL", "SOCKETIO_FAST_PATH"):
+        if not isinstance(value, bool):
+            raise ImproperlyConfigured(f"{name} must be True or False, not {value!r}.")
     elif name in (
         "SOCKETIO_PING_INTERVAL",
         "SOCKETIO_PING_TIMEOUT",
         "SOCKETIO_BLOCKING_WARNING_SECONDS",
+        "SOCKETIO_CONNECT_TIMEOUT",
     ):
-        optional = name == "SOCKETIO_BLOCKING_WARNING_SECONDS"
+        optional = name in ("SOCKETIO_BLOCKING_WARNING_SECONDS", "SOCKETIO_CONNECT_TIMEOUT")
         if optional and value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            also = " (or None to turn the warning off)" if optional else ""
+            also = {
+                "SOCKETIO_BLOCKING_WARNING_SECONDS": " (or None to turn the warning off)",
+                "SOCKETIO_CONNECT_TIMEOUT": " (or None for no limit)",
+            }.get(name, "")
             raise ImproperlyConfigured(
                 f"{name} must be a positive number of seconds{also}, not {value!r}."
             )

@@ -5,9 +5,12 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+from . import _engine as boundary
+from . import _history
 from . import channels as _channels
+from .wire import DEFAULT_NAMESPACE, MESSAGE_EVENT
 
-MESSAGE_EVENT = "message"
+__all__ = ["MESSAGE_EVENT", "Socket"]
 
 
 def _payload(message: Any) -> Any:
@@ -21,23 +24,32 @@ class Socket:
     ``message`` event, which the browser reads with
     ``socket.on("message", ...)``.
 
-    :ivar session_id: the client's id, equal to ``socket.id`` in the browser.
+    :ivar session_id: the client's id, equal to ``socket.id`` in the browser
+        (one per namespace the browser connects).
+    :ivar namespace: the Socket.IO namespace of this socket (``"/"`` for
+        ``io()``, ``"/admin"`` for ``io("/admin")``); its sends, broadcasts
+        and channels stay in it.
     :ivar session: an object whose ``session_id`` is the same id (the
         original API's spelling).
     :ivar disconnect_reason: why the connection ended, once it has (one of
         python-socketio's reasons, such as ``"client disconnect"``).
     """
 
-    def __init__(self, session_id: str, engine: Any) -> None:
+    def __init__(self, session_id: str, engine: Any, namespace: str = DEFAULT_NAMESPACE) -> None:
         self.session_id = session_id
+        self.namespace = namespace
         self.session = SimpleNamespace(session_id=session_id)
         self.disconnect_reason: str | None = None
         self._engine = engine
         # the channels joined through subscribe(), in order (see channels)
         self._joined: dict[str, None] = {}
+        # channel -> the position a subscribe being handled recovers from
+        self._since: dict[str, dict[str, Any]] = {}
 
     def __repr__(self) -> str:
-        return f"<Socket {self.session_id}>"
+        if self.namespace == DEFAULT_NAMESPACE:
+            return f"<Socket {self.session_id}>"
+        return f"<Socket {self.session_id} {self.namespace}>"
 
     @property
     def channels(self) -> list[str]:
@@ -48,38 +60,42 @@ class Socket:
         # the number of clients. The channels this socket joined are checked
         # against the rooms instead, so a room emptied by other means (the
         # disconnect, close_room) still drops out.
-        rooms = self._engine.manager.rooms.get("/", {})
-        sid = self.session_id
-        return [c for c in self._joined if sid in rooms.get(_channels.room(c), ())]
+        engine, namespace, sid = self._engine, self.namespace, self.session_id
+        return [
+            c for c in self._joined if boundary.in_room(engine, namespace, _channels.room(c), sid)
+        ]
 
     @property
     def connected(self) -> bool:
-        return bool(self._engine.manager.is_connected(self.session_id, "/"))
+        return boundary.is_connected(self._engine, self.session_id, self.namespace)
 
     @property
     def transport(self) -> str | None:
         """``"websocket"`` or ``"polling"`` (None once disconnected)."""
         try:
-            return str(self._engine.transport(self.session_id))
+            return str(self._engine.transport(self.session_id, self.namespace))
         except KeyError:
             return None
 
     def send(self, message: Any) -> None:
         """Send ``message`` (any JSON value) to this socket."""
-        self._engine.emit(MESSAGE_EVENT, _payload(message), to=self.session_id)
+        self._emit(MESSAGE_EVENT, _payload(message), to=self.session_id)
+
+    def _emit(self, event: str, data: Any, **kwargs: Any) -> None:
+        self._engine.emit(event, data, namespace=self.namespace, **kwargs)
 
     def emit(self, event: str, *args: Any) -> None:
         """Send a named event to this socket
         (``socket.on(event, ...)`` in the browser)."""
-        self._engine.emit(event, args if len(args) != 1 else args[0], to=self.session_id)
+        self._emit(event, args if len(args) != 1 else args[0], to=self.session_id)
 
     def broadcast(self, message: Any) -> None:
-        """Send ``message`` to every connected socket except this one."""
-        self._engine.emit(MESSAGE_EVENT, _payload(message), skip_sid=self.session_id)
+        """Send ``message`` to every socket of this namespace except this one."""
+        self._emit(MESSAGE_EVENT, _payload(message), skip_sid=self.session_id)
 
     def send_and_broadcast(self, message: Any) -> None:
-        """Send ``message`` to every connected socket, this one included."""
-        self._engine.emit(MESSAGE_EVENT, _payload(message))
+        """Send ``message`` to every socket of this namespace, this one included."""
+        self._emit(MESSAGE_EVENT, _payload(message))
 
     def broadcast_channel(
         self, message: Any, channel: str | None = None, event: str = MESSAGE_EVENT
@@ -91,42 +107,87 @@ class Socket:
         :param event: the Socket.IO event name the browser listens to
             (``socket.on(event, ...)``); ``"message"`` by default.
         """
-        rooms = self._rooms(channel)
-        if rooms:
-            self._engine.emit(event, _payload(message), to=rooms, skip_sid=self.session_id)
+        targets = self.channels if channel is None else [_channels.validate(channel)]
+        if targets:
+            _history.send_to_channels(
+                self._engine, self.namespace, targets, event, [_payload(message)], self.session_id
+            )
 
     def send_and_broadcast_channel(self, message: Any, channel: str | None = None) -> None:
         """Like :meth:`broadcast_channel`, and send it to this socket too,
         whether or not it is subscribed yet (so an ``on_subscribe`` handler
-        can greet the whole room, newcomer included)."""
-        self.broadcast_channel(message, channel)
-        self.send(message)
+        can greet the whole room, newcomer included). A channel with history
+        numbers it once: a subscribed sender gets the same message, with its
+        position, as everybody else."""
+        targets = self.channels if channel is None else [_channels.validate(channel)]
+        plain, kept = _history.split(targets)
+        if plain:
+            _history.send_to_channels(
+                self._engine,
+                self.namespace,
+                plain,
+                MESSAGE_EVENT,
+                [_payload(message)],
+                self.session_id,
+            )
+        mine = set(self.channels)
+        for name, rule in kept:
+            _history.publish(
+                self._engine, self.namespace, name, rule, MESSAGE_EVENT, [_payload(message)], None
+            )
+        if not any(name in mine for name, _ in kept):
+            # once, as a plain message: to a socket outside the channels (an
+            # on_subscribe handler greeting the newcomer), or of plain ones
+            self.send(message)
 
-    def subscribe(self, channel: str) -> None:
+    def subscribe(self, channel: str, since: Any = None) -> dict[str, Any] | None:
         """Subscribe this socket to ``channel`` from the server side. No
         ``on_subscribe`` handler runs: the application decided. Nothing
         happens for a socket that has disconnected.
 
+        For a channel with history (``SOCKETIO_HISTORY``), ``since`` (a
+        position ``{"epoch": ..., "offset": ...}``, as :func:`history`
+        returns it) replays the messages after it first; the return value
+        is the channel's position, with ``recovered`` (and a ``reason``)
+        when ``since`` was given.
+
         :raises InvalidChannel: for a name that is not a valid channel.
+        :raises ValueError: for a ``since`` that is not a position.
         """
         _channels.validate(channel)
-        if self._engine.manager.eio_sid_from_sid(self.session_id, "/") is None:
-            return  # the socket has gone (while a handler waited, say)
-        self._engine.enter_room(self.session_id, _channels.room(channel))
+        if not boundary.has_socket(self._engine, self.session_id, self.namespace):
+            return None  # the socket has gone (while a handler waited, say)
+        rule = _history.policy(channel)
+        if rule is None:
+            self._join(channel)
+            return None
+        position = None
+        if since is not None:
+            parsed = _history.parse_since(since)
+            if isinstance(parsed, str):
+                raise ValueError(parsed)
+            position = parsed[0]
+        return _history.join(self, channel, rule, position, [])
+
+    def since(self, channel: str) -> dict[str, Any] | None:
+        """While ``on_subscribe`` handlers run: the position the client
+        subscribes since (``{"epoch", "offset"}``, a reconnect that the
+        channel's history will fill), or None for a plain subscribe. A
+        handler that sends the newcomer its own snapshot of the channel can
+        skip it then: the history replays what was missed."""
+        return self._since.get(channel)
+
+    def _join(self, channel: str) -> None:
+        self._engine.enter_room(self.session_id, _channels.room(channel), namespace=self.namespace)
         self._joined[channel] = None
 
     def unsubscribe(self, channel: str) -> None:
         """Remove this socket from ``channel`` (nothing happens if it was
         not subscribed)."""
         _channels.validate(channel)
-        self._engine.leave_room(self.session_id, _channels.room(channel))
+        self._engine.leave_room(self.session_id, _channels.room(channel), namespace=self.namespace)
         self._joined.pop(channel, None)
 
     def disconnect(self) -> None:
         """Close the connection from the server side."""
-        self._engine.disconnect(self.session_id)
-
-    def _rooms(self, channel: str | None) -> list[str]:
-        if channel is None:
-            return [_channels.room(c) for c in self.channels]
-        return [_channels.room(_channels.validate(channel))]
+        self._engine.disconnect(self.session_id, namespace=self.namespace)

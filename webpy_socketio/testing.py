@@ -26,42 +26,21 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
+from . import _engine as boundary
 from . import settings
 from .engine import get_engine
 from .exceptions import ImproperlyConfigured
+from .wire import DEFAULT_NAMESPACE, SUBSCRIBE, UNSUBSCRIBE
 
 _NO_ACK = object()
 
-# eio_sid -> client, for the engines whose transport is replaced here
+# eio_sid -> client, for the sessions whose transport is replaced here
 _routes: dict[str, SocketIOTestClient] = {}
-_patched: set[int] = set()
 
 
-def _install(engine: Any) -> None:
-    """Route the packets the engine sends to test clients into their lists;
-    every other session (a real server in the same process) is untouched."""
-    if id(engine) in _patched:
-        return
-    _patched.add(id(engine))
-    send_packet = engine._send_packet
-    send_eio_packet = engine._send_eio_packet
-
-    def _send_packet(eio_sid: str, pkt: Any) -> None:
-        client = _routes.get(eio_sid)
-        if client is None:
-            send_packet(eio_sid, pkt)
-        else:
-            client._receive(pkt)
-
-    def _send_eio_packet(eio_sid: str, eio_pkt: Any) -> None:
-        client = _routes.get(eio_sid)
-        if client is None:
-            send_eio_packet(eio_sid, eio_pkt)
-        else:
-            client._receive(engine.packet_class(encoded_packet=eio_pkt.data))
-
-    engine._send_packet = _send_packet
-    engine._send_eio_packet = _send_eio_packet
+def _route(eio_sid: str) -> Any:
+    client = _routes.get(eio_sid)
+    return None if client is None else client._receive
 
 
 class SocketIOTestClient:
@@ -73,6 +52,8 @@ class SocketIOTestClient:
     :param query: query parameters of the connect request.
     :param remote_addr: the client's address as handlers see it.
     :param environ: extra WSGI environ keys.
+    :param namespace: the namespace to connect (``io("/admin")``); ``"/"``
+        by default.
     :param connect: connect at once (the default); otherwise call
         :meth:`connect`.
     :raises ImproperlyConfigured: when a message queue is configured
@@ -87,6 +68,7 @@ class SocketIOTestClient:
         remote_addr: str = "127.0.0.1",
         environ: Mapping[str, Any] | None = None,
         connect: bool = True,
+        namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
         if settings.get("SOCKETIO_MESSAGE_QUEUE"):
             raise ImproperlyConfigured(
@@ -95,8 +77,9 @@ class SocketIOTestClient:
                 "tests' setup."
             )
         self.engine = get_engine()
-        _install(self.engine)
-        self.eio_sid = self.engine.eio.generate_id()
+        boundary.attach_test_transport(self.engine, _route)
+        self.namespace = namespace
+        self.eio_sid = boundary.new_session_id(self.engine)
         self.sid: str | None = None
         self.connected = False
         self.connect_error: Any = None
@@ -147,10 +130,10 @@ class SocketIOTestClient:
     # -- protocol ---------------------------------------------------------------
 
     def _send(self, packet_type: int, data: Any = None, ack_id: int | None = None) -> None:
-        pkt = self.engine.packet_class(packet_type, data=data, namespace="/", id=ack_id)
+        pkt = self.engine.packet_class(packet_type, data=data, namespace=self.namespace, id=ack_id)
         encoded = pkt.encode()
         for part in encoded if isinstance(encoded, list) else [encoded]:
-            self.engine._handle_eio_message(self.eio_sid, part)
+            boundary.feed_test_session(self.engine, self.eio_sid, part)
 
     def _receive(self, pkt: Any) -> None:
         from socketio import packet
@@ -176,7 +159,7 @@ class SocketIOTestClient:
         from socketio import packet
 
         _routes[self.eio_sid] = self
-        self.engine._handle_eio_connect(self.eio_sid, self.environ)
+        boundary.open_test_session(self.engine, self.eio_sid, self.environ)
         self._send(packet.CONNECT, self._auth)
         if not self.connected:
             self._close()
@@ -184,14 +167,12 @@ class SocketIOTestClient:
 
     def disconnect(self) -> None:
         """Close the connection as a browser tab closing would."""
-        if self.connected:
-            self.engine._handle_eio_disconnect(self.eio_sid, self.engine.reason.TRANSPORT_CLOSE)
         self._close()
 
     def _close(self) -> None:
         self.connected = False
         _routes.pop(self.eio_sid, None)
-        self.engine.environ.pop(self.eio_sid, None)
+        boundary.close_test_session(self.engine, self.eio_sid)
 
     # -- what a page does -----------------------------------------------------------
 
@@ -218,12 +199,16 @@ class SocketIOTestClient:
         """``socket.send(message)``: the ``message`` event."""
         return self.emit("message", message, ack=ack)
 
-    def subscribe(self, channel: Any) -> Any:
-        """``socket.subscribe(channel)``; returns the server's reply."""
-        return self.emit("wsio:subscribe", channel)
+    def subscribe(self, channel: Any, since: Any = None) -> Any:
+        """``socket.subscribe(channel)``; returns the server's reply. With
+        ``since`` (a position of a channel with history) the server replays
+        what came after it first."""
+        if since is None:
+            return self.emit(SUBSCRIBE, channel)
+        return self.emit(SUBSCRIBE, channel, {"since": since})
 
     def unsubscribe(self, channel: Any) -> Any:
-        return self.emit("wsio:unsubscribe", channel)
+        return self.emit(UNSUBSCRIBE, channel)
 
     def get_received(self) -> list[dict[str, Any]]:
         """Every event received since the last call, as

@@ -233,4 +233,9 @@ def run_worker(config: dict[str, Any], control_fd: int | None, start: dict[str, 
         if left:
             say(f"{left} sockets did not close in time")
     server.stop(timeout=1)
+    if loaded:
+        # after the last socket and request: nothing more can be published
+        from webpy_socketio._history import hand_over
+
+        hand_over()
     return 0

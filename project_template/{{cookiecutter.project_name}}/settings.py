@@ -42,6 +42,23 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # SOCKETIO_PING_INTERVAL = 25
 # SOCKETIO_PING_TIMEOUT = 20
 
+# Channels that keep their last messages, so that a page that reconnects
+# gets what it missed: {"^room-": {"size": 200, "ttl": 600}} (messages
+# kept, seconds kept). None: no history.
+# SOCKETIO_HISTORY = None
+
+# Close a connection that has joined no namespace this many seconds after
+# its handshake; None: no limit.
+# SOCKETIO_CONNECT_TIMEOUT = 45
+
+# A malformed packet closes the connection (as Node socket.io); False drops
+# the packet and keeps the connection.
+# SOCKETIO_STRICT_PROTOCOL = True
+
+# The fast path for the commonest packets; False runs python-socketio's own
+# code paths (same protocol, more CPU).
+# SOCKETIO_FAST_PATH = True
+
 # Log a warning, with the stack, when code holds the event loop (and so
 # every connection) longer than this many seconds; None turns it off.
 # SOCKETIO_BLOCKING_WARNING_SECONDS = 0.5

@@ -3,10 +3,11 @@
 // It reads one JSON command per line on stdin and writes one JSON line per
 // reply or received event on stdout:
 //   {"id": 1, "op": "connect", "client": "a", "url": "...", "options": {...}}
-//   {"id": 2, "op": "subscribe", "client": "a", "channel": "room-1"}
+//   {"id": 2, "op": "subscribe", "client": "a", "channel": "room-1", "options": {"since": ...}}
 //   {"id": 3, "op": "send", "client": "a", "data": {...}}          (acked)
 //   {"id": 4, "op": "emit", "client": "a", "event": "x", "args": [...]}
 //   {"id": 5, "op": "unsubscribe" | "disconnect" | "channels" | "transport", "client": "a"}
+//   {"id": 6, "op": "namespace", "client": "b", "parent": "a", "namespace": "/admin", "options": {...}}
 // Replies:  {"id": 1, "ok": true, "result": ...} or {"id": 1, "ok": false, "error": "..."}
 // Events:   {"client": "a", "event": "message", "args": [...]}, also connect,
 //           disconnect, connect_error and the extension's wsio:refused.
@@ -45,10 +46,23 @@ function connect(cmd) {
     const mod = cmd.url.startsWith("https:") ? require("https") : require("http");
     options.agent = new mod.Agent({ localAddress: options.localAddress });
   }
-  const socket = io(cmd.url, options);
+  return watch(cmd, io(cmd.url, options));
+}
+
+// another namespace over the connection of client cmd.parent (one Engine.IO
+// session for both, as io(url + "/admin") does in a page that has io(url))
+function namespace(cmd) {
+  const manager = socketOf({ client: cmd.parent }).io;
+  const socket = manager.socket(cmd.namespace, cmd.options || {});
+  const connected = watch(cmd, socket);
+  socket.connect();
+  return connected;
+}
+
+function watch(cmd, socket) {
   clients.set(cmd.client, socket);
   socket.onAny((event, ...args) => out({ client: cmd.client, event, args }));
-  for (const name of ["disconnect", "wsio:refused"]) {
+  for (const name of ["disconnect", "wsio:refused", "wsio:recovery-failed"]) {
     socket.on(name, (...args) => out({ client: cmd.client, event: name, args }));
   }
   socket.on("connect", () => out({ client: cmd.client, event: "connect", args: [socket.id] }));
@@ -79,8 +93,10 @@ async function handle(cmd) {
   switch (cmd.op) {
     case "connect":
       return withTimeout(connect(cmd), ms, "connect");
+    case "namespace":
+      return withTimeout(namespace(cmd), ms, "namespace connect");
     case "subscribe":
-      return withTimeout(socketOf(cmd).subscribe(cmd.channel), ms, "subscribe ack");
+      return withTimeout(socketOf(cmd).subscribe(cmd.channel, cmd.options), ms, "subscribe ack");
     case "unsubscribe":
       return withTimeout(socketOf(cmd).unsubscribe(cmd.channel), ms, "unsubscribe ack");
     case "send":

@@ -11,7 +11,9 @@ from relsupport import RelServer
 
 @pytest.fixture(scope="module")
 def rel_server(request: pytest.FixtureRequest) -> Iterator[RelServer]:
-    """tests/reliability/rel_app.py on a free port, for the whole module."""
+    """tests/reliability/rel_app.py on a free port, for the whole module
+    (modules that run on both engine paths override it with
+    :func:`relsupport.path_server`)."""
     server = RelServer(request.module.__name__.rsplit(".", 1)[-1])
     yield server
     server.stop()

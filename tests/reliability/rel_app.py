@@ -312,7 +312,13 @@ class Registry:
             "environ": len(engine.environ),
             "binary_pending": len(engine._binary_packet),
             "callbacks": sum(len(c) for c in manager.callbacks.values()),
-            "pending_connect": sum(len(p) for p in manager.pending_connect.values()),
+            # python-socketio 5.18 keeps connecting sockets here; older
+            # versions have no such table (the engine keeps its own)
+            "pending_connect": sum(
+                len(p) for p in getattr(manager, "pending_connect", {}).values()
+            ),
+            "connecting": len(engine._connecting),
+            "held": len(engine._held),
             "pending_disconnect": sum(len(p) for p in manager.pending_disconnect.values()),
             "eio_to_sid": len(manager.eio_to_sid),
             "fds": len(os.listdir("/proc/self/fd")),

@@ -1,5 +1,10 @@
 """Settings of the reliability fixture server (WSIO_SETTINGS_MODULE)."""
 
+import os
+
+# the engine path under test (the engine_path fixture sets WSIO_TEST_PATH)
+SOCKETIO_FAST_PATH = os.environ.get("WSIO_TEST_PATH", "fast") != "stock"
+
 # small enough that oversized inputs are cheap to send, large enough for
 # every legitimate message of the suite
 SOCKETIO_MAX_MESSAGE_BYTES = 20_000

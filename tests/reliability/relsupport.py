@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,18 @@ EMPTY_WHEN_IDLE = (
     "binary_pending",
     "callbacks",
     "pending_connect",
+    "connecting",
+    "held",
     "pending_disconnect",
     "eio_to_sid",
 )
+
+
+def path_server(name: str, engine_path: str, settings: str = "rel_settings") -> Iterator[RelServer]:
+    """A module fixture's body: the fixture server on ``engine_path``."""
+    server = RelServer(f"{name}-{engine_path}", settings, env={"WSIO_TEST_PATH": engine_path})
+    yield server
+    server.stop()
 
 
 class RelServer(Process):

@@ -1,6 +1,8 @@
-"""Invalid packets: each is dropped with one log line naming the client and
-the reason (no traceback), the connection goes on where the protocol allows
-it, and a broken binary packet does not swallow the messages after it."""
+"""Invalid packets: each costs one log line naming the client and the reason
+(no traceback). By default (strict, as Node socket.io) it closes the
+connection; with SOCKETIO_STRICT_PROTOCOL = False it is dropped and the
+connection goes on where the protocol allows it, and a broken binary packet
+does not swallow the messages after it."""
 
 from __future__ import annotations
 
@@ -20,11 +22,26 @@ from rawsio import (
     read_response,
     ws_frame,
 )
-from relsupport import leftovers
+from relsupport import leftovers, path_server
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
+
+@pytest.fixture(scope="module")
+def rel_server(engine_path):
+    """The fixture server on each engine path (raw clients run on both)."""
+    yield from path_server("bad-packets", engine_path)
+
+
 DROPPED = "Dropped an invalid packet from 127.0.0.1"
+CLOSED = "Closed the connection after an invalid packet from 127.0.0.1"
+
+
+@pytest.fixture(scope="module")
+def lenient_server(engine_path):
+    """The fixture server with SOCKETIO_STRICT_PROTOCOL = False."""
+    yield from path_server("bad-packets-lenient", engine_path, "rel_lenient_settings")
+
 
 INVALID_SOCKETIO = [
     "4",  # an Engine.IO message with no Socket.IO packet in it
@@ -65,9 +82,37 @@ def probe(session, n: int) -> None:
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
-def test_invalid_socketio_packets_cost_one_line_each(rel_server, transport):
+def test_invalid_socketio_packet_closes_the_connection(rel_server, transport):
+    # strict by default, as Node socket.io: one line, the connection closed,
+    # and the server as good as before for everybody else
+    log = Log(rel_server)
+    cls = WsSession if transport == "websocket" else PollSession
+    for n, packet in enumerate(INVALID_SOCKETIO):
+        session = cls(rel_server.host, rel_server.port)
+        sid = session.connect()
+        if transport == "polling":
+            session.start_poll()  # as the official client, which always has a GET out
+        with pytest.raises(Closed):
+            # over long-polling the POST carrying it is already refused (400)
+            session.send_packet(packet)
+            probe(session, n)
+        session.close("fin")
+        text = log.new(CLOSED, 1)
+        assert text.count(CLOSED) == 1 and f"session {sid}:" in text, (packet, text)
+        assert "Traceback" not in text
+    survivor = cls(rel_server.host, rel_server.port)
+    survivor.connect()
+    probe(survivor, 0)
+    survivor.close()
+    reading = rel_server.wait_idle(15)
+    assert not leftovers(reading), json.dumps(reading["eio_states"])
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_invalid_socketio_packets_cost_one_line_each(lenient_server, transport):
     # engine.io logged each one with a dozen lines of traceback, formatting
     # which cost the server more than the packet itself
+    rel_server = lenient_server
     log = Log(rel_server)
     cls = WsSession if transport == "websocket" else PollSession
     session = cls(rel_server.host, rel_server.port)
@@ -84,10 +129,11 @@ def test_invalid_socketio_packets_cost_one_line_each(rel_server, transport):
     assert "an event must be a list that starts with the event's name" in text
 
 
-def test_broken_binary_packet_does_not_swallow_later_messages(rel_server):
+def test_broken_binary_packet_does_not_swallow_later_messages(lenient_server):
     # python-socketio kept a binary packet whose attachment could not be put
     # in place, so every later message of the connection was taken for one
     # more attachment and dropped: the connection looked alive and was deaf
+    rel_server = lenient_server
     log = Log(rel_server)
     session = WsSession(rel_server.host, rel_server.port)
     session.connect()
@@ -108,8 +154,8 @@ def test_packet_that_is_not_engineio_ends_the_connection(rel_server):
     with pytest.raises(Closed):
         probe(session, 0)
     session.close("fin")
-    text = log.new("Dropped an invalid packet from Engine.IO session", 1)
-    assert "invalid literal for int()" in text and "Traceback" not in text, text
+    text = log.new(CLOSED + ", Engine.IO session", 1)
+    assert "not an Engine.IO packet" in text and "Traceback" not in text, text
 
 
 @pytest.mark.parametrize(
@@ -126,7 +172,7 @@ def test_polling_body_that_is_not_engineio_ends_the_session(rel_server, body):
     with pytest.raises(Closed):
         probe(session, 0)
     session.close("fin")
-    text = log.new("Dropped an invalid packet from 127.0.0.1, Engine.IO session", 1)
+    text = log.new(CLOSED + ", Engine.IO session", 1)
     assert "Traceback" not in text, text
     reading = rel_server.wait_idle(15)
     assert not leftovers(reading), json.dumps(reading["eio_states"])
@@ -198,14 +244,15 @@ def test_packets_after_close_in_one_body_are_dropped(rel_server):
 
 def close_while_handling(server, session, body: bytes) -> dict:
     """POST ``body`` on a long-polling session and, while its handler
-    waits, close the session from another connection (as a closed tab's
-    last request would); return the registry once it has settled."""
+    waits, close the session from another connection: a second POST while
+    one is active, which the protocol forbids, so the server closes the
+    session and refuses it; return the registry once it has settled."""
     handling = threading.Thread(target=session.post, args=(body,), daemon=True)
     handling.start()
     time.sleep(0.3)  # the packet is in its (slow) handler now
     closer = Stream(server.host, server.port, 5.0)
     closer.send(session._request_bytes("POST", session._query(), b"1"))
-    assert read_response(closer, time.monotonic() + 5).status == 200
+    assert read_response(closer, time.monotonic() + 5).status == 400
     closer.close()
     handling.join(5)
     session.close("fin")
@@ -291,11 +338,12 @@ EVENT_TEXTS = [
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
-def test_events_and_acks_on_both_paths(rel_server, transport):
+def test_events_and_acks_on_both_paths(lenient_server, transport):
     # text events on the default namespace take a short path to the
     # handler and back (fastpath.Server); each answer must be the one
     # python-socketio gives, over websocket (frame written directly) and
     # long-polling (ack built as a python-socketio packet)
+    rel_server = lenient_server
     log = Log(rel_server)
     cls = WsSession if transport == "websocket" else PollSession
     session = cls(rel_server.host, rel_server.port)
@@ -313,6 +361,7 @@ def test_events_and_acks_on_both_paths(rel_server, transport):
     assert session.wait_ack(3, 5) == ["ARABIC-INDIC ID"]
     probe(session, 1)
     session.close()
-    text = log.new(DROPPED, 3)
+    text = log.new(DROPPED, 4)
     assert "id field is too long" in text and "reserved event name" in text, text
+    assert "namespace '/other', not connected" in text, text
     assert "Traceback" not in text

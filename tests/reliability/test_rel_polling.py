@@ -7,9 +7,15 @@ import time
 
 import pytest
 from rawsio import Closed, PollSession
-from relsupport import leftovers
+from relsupport import leftovers, path_server
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def rel_server(engine_path):
+    """The fixture server on each engine path (raw clients run on both)."""
+    yield from path_server("polling", engine_path)
 
 
 @pytest.mark.parametrize(

@@ -174,13 +174,17 @@ def test_client_cannot_send_into_a_channel_it_is_not_in(rel_server):
     ]
     for event, *args in tries:
         outsider.call(event, *args)
-    outsider.send_packet('42/#room-private,["message","x"]')  # a namespace, not a room
     outsider.send_packet('42["message",{"op":"relay","data":"y"}]')
     assert outsider.call("message", {"op": "probe", "n": 1}) == [{"probe": 1}]
+    # a namespace, not a room, and one it has not connected: the connection
+    # is closed (strict, as Node socket.io)
+    outsider.send_packet('42/#room-private,["message","x"]')
+    with pytest.raises(Closed):
+        outsider.call("message", {"op": "probe", "n": 3})
     assert listener.call("message", {"op": "probe", "n": 2}) == [{"probe": 2}]
     assert listener.inbox.events == [], listener.inbox.events
     listener.close()
-    outsider.close()
+    outsider.close("fin")
 
 
 def test_reserved_event_names_do_not_reach_the_servers_handlers(rel_server):

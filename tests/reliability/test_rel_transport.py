@@ -8,9 +8,16 @@ import time
 
 import pytest
 from rawsio import PollSession, WsSession
-from relsupport import save
+from relsupport import path_server, save
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
+
+
+@pytest.fixture(scope="module")
+def rel_server(engine_path):
+    """The fixture server on each engine path (raw clients run on both)."""
+    yield from path_server("transport", engine_path)
+
 
 ROUNDS = 200
 

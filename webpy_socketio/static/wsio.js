@@ -3,13 +3,24 @@
  *
  * Load it after socket.io.min.js (the socketio_scripts.html include does). It adds:
  *
- *   socket.subscribe(channel[, callback])    -> Promise of {ok: true} or {ok: false, error}
+ *   socket.subscribe(channel[, options][, callback]) -> Promise of {ok: true} or {ok: false, error}
  *   socket.unsubscribe(channel[, callback])  -> Promise of the same
  *   socket.channels                          -> the channels this socket is in
+ *   socket.position(channel)                 -> {epoch, offset} of a channel with history
  *
  * After a reconnect the server has a new socket that is in no channel, so every
  * channel the page had is subscribed again. A channel the server refuses on that
  * occasion is dropped and reported with the local event "wsio:refused".
+ *
+ * Channels with history (SOCKETIO_HISTORY on the server): each message carries its
+ * position as one more argument, {"wsio:position": {channel, epoch, offset}}, which
+ * this extension takes off before handlers see the message. It remembers the last
+ * position per channel, sends it when it subscribes again after a reconnect (the
+ * server replays what was missed, in order), and never delivers an offset twice.
+ * When the history could not cover the gap, the local event "wsio:recovery-failed"
+ * fires with (channel, reason): reload what the page shows from the app's own data.
+ * options.since (a position, e.g. from the server's history() at render time)
+ * makes the first subscribe replay from there too.
  *
  * In Node: require("./wsio.js")(require("socket.io-client")).
  *
@@ -209,49 +220,162 @@
     }
   }
 
+  var POSITION = "wsio:position";
+  var MAX_SIDS = 8;
+
   function state(socket) {
     if (!socket._wsio) {
-      var st = { channels: new Set(), lost: false };
+      // channels: channel -> its last position ({epoch, offset}), or null for a
+      // channel without history; sids: this socket's ids so far (the server skips
+      // the client's own messages when it replays)
+      var st = { channels: new Map(), lost: false, sids: [], failed: new Map() };
       socket._wsio = st;
+      if (socket.id) {
+        st.sids.push(socket.id);
+      }
       socket.on("disconnect", function () {
         st.lost = true;
       });
       socket.on("connect", function () {
-        if (!st.lost) {
-          return;
-        }
-        st.lost = false;
-        st.channels.forEach(function (channel) {
-          socket.emit("wsio:subscribe", channel, function (reply) {
-            if (!reply || !reply.ok) {
-              st.channels.delete(channel);
-              notify(socket, "wsio:refused", channel, reply);
-            }
-          });
-        });
+        st.sids = st.sids.concat([socket.id]).slice(-MAX_SIDS);
       });
     }
     return socket._wsio;
   }
 
-  function request(socket, name, channel, callback, done) {
+  // Back after a reconnect: the server has a new socket, in no channel. The
+  // subscriptions go out first, ahead of the emits the page made while it was
+  // away (the client sends those as it connects): a message the page sent to
+  // its channel meanwhile then reaches the channel, and the replay of what was
+  // missed comes before anything newer.
+  var onconnect = proto.onconnect;
+  proto.onconnect = function () {
+    var st = this._wsio;
+    if (st && st.lost && this.sendBuffer) {
+      st.lost = false;
+      var queued = this.sendBuffer.length;
+      resubscribe(this, st);
+      var ours = this.sendBuffer.splice(queued);
+      this.sendBuffer.unshift.apply(this.sendBuffer, ours);
+    }
+    return onconnect.apply(this, arguments);
+  };
+
+  function resubscribe(socket, st) {
+    st.channels.forEach(function (position, channel) {
+      var options = position ? { since: sinceOf(st, position) } : undefined;
+      emitSubscribe(socket, channel, options, function (reply) {
+        if (!reply || !reply.ok) {
+          st.channels.delete(channel);
+          notify(socket, "wsio:refused", channel, reply);
+          return;
+        }
+        settle(socket, st, channel, reply);
+      });
+    });
+  }
+
+  function sinceOf(st, position) {
+    return { epoch: position.epoch, offset: position.offset, sids: st.sids.slice() };
+  }
+
+  function emitSubscribe(socket, channel, options, ack) {
+    if (options) {
+      socket.emit("wsio:subscribe", channel, options, ack);
+    } else {
+      socket.emit("wsio:subscribe", channel, ack);
+    }
+  }
+
+  // what a subscribe's reply says of the channel's position
+  function settle(socket, st, channel, reply) {
+    if (reply.epoch === undefined) {
+      if (!st.channels.has(channel)) {
+        st.channels.set(channel, null);
+      }
+      return;
+    }
+    var known = st.channels.get(channel);
+    if (!known || known.epoch !== reply.epoch || known.offset < reply.offset) {
+      st.channels.set(channel, { epoch: reply.epoch, offset: reply.offset });
+    }
+    if (reply.recovered === false) {
+      recoveryFailed(socket, st, channel, reply.epoch, reply.reason);
+    }
+  }
+
+  // once per channel and epoch: a live message may show the new epoch before
+  // the reply of a resubscribe says it could not recover
+  function recoveryFailed(socket, st, channel, epoch, reason) {
+    if (st.failed.get(channel) === epoch) {
+      return;
+    }
+    st.failed.set(channel, epoch);
+    notify(socket, "wsio:recovery-failed", channel, reason);
+  }
+
+  function request(socket, name, channel, options, callback, done) {
     return new Promise(function (resolve) {
-      socket.emit(name, channel, function (reply) {
+      function ack(reply) {
         reply = reply || { ok: false, error: "no reply" };
         done(reply);
         if (typeof callback === "function") {
           callback(reply);
         }
         resolve(reply);
-      });
+      }
+      if (name === "wsio:subscribe") {
+        emitSubscribe(socket, channel, options, ack);
+      } else {
+        socket.emit(name, channel, ack);
+      }
     });
   }
 
-  proto.subscribe = function (channel, callback) {
+  // every channel message with a position: taken off before handlers see it,
+  // remembered, and dropped when its offset was delivered already
+  var onevent = proto.onevent;
+  proto.onevent = function (packet) {
+    var args = packet.data;
+    var last = args && args.length > 1 ? args[args.length - 1] : null;
+    if (last && typeof last === "object" && last[POSITION]) {
+      var position = last[POSITION];
+      var st = state(this);
+      var known = st.channels.get(position.channel);
+      if (known && known.epoch === position.epoch && position.offset <= known.offset) {
+        return;
+      }
+      if (known && known.epoch !== position.epoch) {
+        // the channel's history began again (lost on the server): what came
+        // between is gone, and the page must reload it
+        recoveryFailed(this, st, position.channel, position.epoch, "epoch changed");
+      }
+      if (known !== undefined) {
+        st.channels.set(position.channel, { epoch: position.epoch, offset: position.offset });
+      }
+      packet = Object.assign({}, packet, { data: args.slice(0, -1) });
+    }
+    return onevent.call(this, packet);
+  };
+
+  proto.subscribe = function (channel, options, callback) {
+    if (typeof options === "function") {
+      callback = options;
+      options = undefined;
+    }
     var st = state(this);
-    return request(this, "wsio:subscribe", channel, callback, function (reply) {
+    var socket = this;
+    if (options && options.since) {
+      // a position from the server (its history() at render time): messages
+      // after it are replayed, and nothing at or before it is delivered
+      st.channels.set(channel, { epoch: options.since.epoch, offset: options.since.offset });
+      options = { since: sinceOf(st, options.since) };
+    }
+    return request(this, "wsio:subscribe", channel, options, callback, function (reply) {
       if (reply.ok) {
-        st.channels.add(channel);
+        settle(socket, st, channel, reply);
+      } else if (options) {
+        st.channels.delete(channel);
       }
     });
   };
@@ -259,13 +383,18 @@
   proto.unsubscribe = function (channel, callback) {
     var st = state(this);
     st.channels.delete(channel);
-    return request(this, "wsio:unsubscribe", channel, callback, function () {});
+    return request(this, "wsio:unsubscribe", channel, undefined, callback, function () {});
+  };
+
+  proto.position = function (channel) {
+    var position = state(this).channels.get(channel);
+    return position ? { epoch: position.epoch, offset: position.offset } : null;
   };
 
   Object.defineProperty(proto, "channels", {
     configurable: true,
     get: function () {
-      return Array.from(state(this).channels);
+      return Array.from(state(this).channels.keys());
     },
   });
 

@@ -1,5 +1,4 @@
-"""A lean server-side WebSocket (RFC 6455) on gevent sockets, for the
-engine's websocket transport.
+"""One server-side WebSocket connection (RFC 6455) on a gevent socket.
 
 engine.io's stock gevent transport goes through simple-websocket and
 wsproto, which run one extra greenlet per connection and build every frame
@@ -9,19 +8,12 @@ and writes go straight to the non-blocking socket: a frame is only queued
 buffer is full, so a slow client never holds up anybody else and its own
 frames stay in order.
 
-Three pieces:
-
-- :class:`WebSocketHandler`, the ``gevent.pywsgi`` handler that
-  :class:`~webpy_socketio.server.SocketIOServer` uses. It hands the raw
-  connection to the transport and sends no HTTP response of its own once
-  the connection is upgraded.
-- :class:`WebSocket`, one upgraded connection: framing, fragmentation,
-  ping/pong, the close handshake, UTF-8 checks and the size limit (checked
-  from the frame header, before any of a too large frame is buffered).
-- :class:`EngineWebSocket`, the class engine.io instantiates for its
-  websocket transport (``(handler, server)`` then ``(environ,
-  start_response)``). Under a server that is not ours (no raw connection in
-  the environ) it falls back to engine.io's own transport.
+:class:`WebSocket` does framing, fragmentation, ping/pong, the close
+handshake, UTF-8 checks and the size limit (checked from the frame header,
+before any of a too large frame is buffered). It knows nothing of HTTP
+servers or of Engine.IO: :mod:`.handler` takes the connection over from
+``gevent.pywsgi``, and the engine's transport adapter
+(:mod:`webpy_socketio._engine.transport`) drives it.
 
 No extensions are negotiated (no permessage-deflate), like Node
 socket.io's default.
@@ -31,18 +23,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
-import socket
 import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import gevent
-from gevent import pywsgi
-
-#: environ key under which :class:`WebSocketHandler` offers itself.
-HANDLER_KEY = "webpy_socketio.handler"
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -62,7 +48,8 @@ MAX_PENDING_BYTES = 16 * 1024 * 1024
 #: Seconds to wait for the client's answer to our close frame.
 CLOSE_TIMEOUT = 3.0
 
-_READ_SIZE = 65536
+#: Bytes asked of the kernel per read.
+READ_SIZE = 65536
 
 
 class ProtocolError(Exception):
@@ -269,7 +256,7 @@ class WebSocket:
                 # rather than after a recv that fails (one system call and
                 # one exception less per message; echo +10%)
                 self._wait(self._read_event)
-            data = self.sock.recv(max(_READ_SIZE, n))
+            data = self.sock.recv(max(READ_SIZE, n))
             if not data:
                 raise ConnectionClosed("the client closed the connection")
             if self._pos >= len(self._buf):
@@ -386,87 +373,6 @@ class WebSocket:
         self.close(CLOSE_NORMAL if code == CLOSE_NO_STATUS else code)
 
 
-class WebSocketHandler(pywsgi.WSGIHandler):
-    """The pywsgi handler of :class:`~webpy_socketio.server.SocketIOServer`.
-
-    For an upgrade request it puts itself in the environ, so the websocket
-    transport can take the raw connection; once it has, no HTTP response is
-    written after the application returns (the connection is a websocket,
-    then closed).
-    """
-
-    rfile: Any
-
-    upgraded = False
-
-    def handle(self) -> None:
-        # pywsgi sends a response's headers and its body in two writes. With
-        # Nagle's algorithm on, the body then waits for the client to ACK the
-        # headers, which a client with nothing to send delays by 40 ms: every
-        # long-polling request on a kept-alive connection took 40 ms more.
-        try:
-            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (a UNIX socket listener)
-        super().handle()
-
-    def _check_http_version(self) -> bool:
-        # pywsgi reads "HTTP/1" (no minor version) as a 1-tuple and fails on
-        # it with an IndexError, which it answers with a 400 but also prints
-        # as a traceback: any client could fill the log with them
-        try:
-            return bool(super()._check_http_version())
-        except IndexError:
-            return False
-
-    def run_application(self) -> None:
-        if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
-            self.environ[HANDLER_KEY] = self
-        super().run_application()
-
-    def process_result(self) -> None:
-        if self.upgraded:
-            self.close_connection = True
-            return
-        super().process_result()
-
-    def take_over(self, headers: list[tuple[str, str]]) -> tuple[Any, bytes]:
-        """Write the 101 response; return the gevent socket and the bytes
-        the client sent after its request that were already read ahead."""
-        sock = self.socket
-        early = b""
-        rfile = self.rfile
-        # The request was read through a buffered reader; keep what it holds
-        # beyond the headers, then let it go: its 8 KB buffer would otherwise
-        # live as long as the websocket. Non-blocking, so an empty buffer
-        # does not wait for the client.
-        timeout = sock.timeout
-        sock.settimeout(0.0)
-        try:
-            early = rfile.peek(_READ_SIZE) or b""
-            if early:
-                rfile.read(len(early))
-        except (OSError, ValueError):
-            early = b""
-        finally:
-            sock.settimeout(timeout)
-        try:
-            rfile.close()
-        except OSError:
-            pass
-        self.rfile = None
-        self.wsgi_input.rfile = None
-        self.headers = None  # parsed into the environ already
-        self.environ["wsgi.input"] = io.BytesIO()
-        lines = ["HTTP/1.1 101 Switching Protocols"]
-        lines += [f"{name}: {value}" for name, value in headers]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        self.upgraded = True
-        self.status = "101 Switching Protocols"
-        self.close_connection = True
-        return sock, early
-
-
 def handshake_error(environ: dict[str, Any]) -> str | None:
     """Why the upgrade request is not a valid RFC 6455 handshake, or None."""
     if environ.get("REQUEST_METHOD") != "GET":
@@ -486,73 +392,3 @@ def handshake_error(environ: dict[str, Any]) -> str | None:
     except ValueError:
         return "bad Sec-WebSocket-Key"
     return None
-
-
-class EngineWebSocket:
-    """engine.io's websocket class: ``EngineWebSocket(app, server)(environ,
-    start_response)`` upgrades the connection and calls ``app(self)``,
-    which uses :meth:`send`, :meth:`wait` and :meth:`close`.
-
-    :param app: engine.io's per-socket websocket handler.
-    :param server: the ``engineio.Server``; its ``max_http_buffer_size``
-        is the message size limit.
-    """
-
-    #: engine.io's own transport, used under servers that are not ours
-    fallback: Any = None
-
-    def __init__(self, app: Callable[[Any], Any], server: Any) -> None:
-        self.app = app
-        self.server = server
-        self.ws: WebSocket | None = None
-        self.environ: dict[str, Any] = {}
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        handler = environ.get(HANDLER_KEY)
-        if not isinstance(handler, WebSocketHandler):
-            if self.fallback is None:
-                start_response("400 Bad Request", [("Content-Type", "text/plain")])
-                return [b"websocket is not available on this server"]
-            return self.fallback(self.app, self.server)(environ, start_response)
-        problem = handshake_error(environ)
-        if problem is not None:
-            start_response("400 Bad Request", [("Content-Type", "text/plain")])
-            return [problem.encode()]
-        sock, early = handler.take_over(
-            [
-                ("Upgrade", "websocket"),
-                ("Connection", "Upgrade"),
-                ("Sec-WebSocket-Accept", accept_key(environ["HTTP_SEC_WEBSOCKET_KEY"])),
-            ]
-        )
-        server = self.server
-        self.environ = environ
-        # no read timeout: engine.io's heartbeat finds dead clients and
-        # closes them (a timeout would cost a timer on every read)
-        self.ws = WebSocket(
-            sock, max_message_size=lambda: server.max_http_buffer_size, initial=early
-        )
-        try:
-            return self.app(self)
-        finally:
-            # whatever happened, tell the client (if it can still hear us)
-            # and give it a moment to take what is queued
-            self.ws.close(CLOSE_GOING_AWAY)
-            self.ws.flush(CLOSE_TIMEOUT)
-            self.ws.finished = True
-
-    # -- the interface engine.io's handler uses -----------------------------
-
-    def send(self, message: str | bytes) -> None:
-        assert self.ws is not None
-        if self.ws.closed:
-            raise OSError("websocket closed")
-        self.ws.send(message)
-
-    def wait(self) -> str | bytes | None:
-        assert self.ws is not None
-        return self.ws.receive()
-
-    def close(self) -> None:
-        if self.ws is not None:
-            self.ws.close()

@@ -1,0 +1,208 @@
+"""The RFC 6455 connection (webpy_socketio/_websocket/connection.py) in
+process, over a socket pair: no HTTP, no Engine.IO, every byte chosen by the
+test. tests/test_websocket.py drives the same code through a real server."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import gevent
+import pytest
+from gevent import socket as gsocket
+
+from webpy_socketio._websocket.connection import (
+    CLOSE_INVALID_DATA,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL_ERROR,
+    CLOSE_TOO_BIG,
+    MAX_PENDING_BYTES,
+    OP_BINARY,
+    OP_CLOSE,
+    OP_CONT,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    WebSocket,
+    encode_message,
+)
+
+
+def client_frame(opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0) -> bytes:
+    """A frame as a client sends it: masked."""
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack("!H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class Peer:
+    """The client end of the pair: writes frames, reads the server's."""
+
+    def __init__(self, sock: gsocket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _need(self, n: int) -> bytes:
+        with gevent.Timeout(5):
+            while len(self.buf) < n:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError("the server closed the connection")
+                self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def frame(self) -> tuple[int, bytes]:
+        b0, b1 = self._need(2)
+        assert not b1 & 0x80, "server frames are never masked"
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", self._need(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", self._need(8))
+        return b0 & 0x0F, self._need(n)
+
+    def close_code(self) -> int:
+        opcode, payload = self.frame()
+        assert opcode == OP_CLOSE, (opcode, payload)
+        return struct.unpack("!H", payload[:2])[0]
+
+
+@pytest.fixture
+def pair():
+    server_sock, client_sock = gsocket.socketpair()
+    ws = WebSocket(server_sock, max_message_size=lambda: 1000)
+    yield ws, Peer(client_sock)
+    server_sock.close()
+    client_sock.close()
+
+
+def test_text_and_binary_messages_both_ways(pair):
+    ws, peer = pair
+    peer.send(client_frame(OP_TEXT, "héllo".encode()) + client_frame(OP_BINARY, b"\x00\xff"))
+    assert ws.receive() == "héllo"
+    assert ws.receive() == b"\x00\xff"
+    ws.send("réponse")
+    ws.send(b"\x01\x02")
+    assert peer.frame() == (OP_TEXT, "réponse".encode())
+    assert peer.frame() == (OP_BINARY, b"\x01\x02")
+
+
+def test_fragments_are_joined_and_a_ping_between_them_is_answered(pair):
+    ws, peer = pair
+    peer.send(
+        client_frame(OP_TEXT, b"ab", fin=False)
+        + client_frame(OP_PING, b"are you there")
+        + client_frame(OP_CONT, b"cd", fin=False)
+        + client_frame(OP_CONT, b"ef")
+    )
+    assert ws.receive() == "abcdef"
+    assert peer.frame() == (OP_PONG, b"are you there")
+
+
+def test_a_message_split_over_many_reads_arrives_whole(pair):
+    ws, peer = pair
+    frame = client_frame(OP_TEXT, b"x" * 900)
+
+    def dribble() -> None:
+        for i in range(0, len(frame), 7):
+            peer.send(frame[i : i + 7])
+            gevent.sleep(0)
+
+    writer = gevent.spawn(dribble)
+    assert ws.receive() == "x" * 900
+    writer.join(5)
+
+
+def test_client_close_is_answered_with_its_code(pair):
+    ws, peer = pair
+    peer.send(client_frame(OP_CLOSE, struct.pack("!H", 4001) + b"bye"))
+    assert ws.receive() is None
+    assert ws.close_received == 4001
+    assert peer.close_code() == 4001
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (client_frame(OP_TEXT, b"x", rsv=0x40), CLOSE_PROTOCOL_ERROR),  # no extension agreed
+        (b"\x81\x01x", CLOSE_PROTOCOL_ERROR),  # not masked
+        (client_frame(0x3, b"x"), CLOSE_PROTOCOL_ERROR),  # reserved opcode
+        (client_frame(OP_CONT, b"x"), CLOSE_PROTOCOL_ERROR),  # continuation of nothing
+        (client_frame(OP_PING, b"x" * 126), CLOSE_PROTOCOL_ERROR),  # control frame too long
+        (client_frame(OP_PING, b"x", fin=False), CLOSE_PROTOCOL_ERROR),  # fragmented control
+        (client_frame(OP_TEXT, b"\xff\xfe"), CLOSE_INVALID_DATA),  # not UTF-8
+        (client_frame(OP_CLOSE, struct.pack("!H", 1005)), CLOSE_PROTOCOL_ERROR),  # reserved code
+        (client_frame(OP_CLOSE, b"\x03"), CLOSE_PROTOCOL_ERROR),  # one byte of code
+    ],
+    ids=["rsv", "unmasked", "opcode", "cont", "long-ping", "frag-ping", "utf8", "code", "short"],
+)
+def test_protocol_errors_close_with_the_right_code(pair, frame, code):
+    ws, peer = pair
+    peer.send(frame)
+    assert ws.receive() is None
+    assert peer.close_code() == code
+
+
+def test_a_new_message_inside_a_fragmented_one_is_refused(pair):
+    ws, peer = pair
+    peer.send(client_frame(OP_TEXT, b"a", fin=False) + client_frame(OP_TEXT, b"b"))
+    assert ws.receive() is None
+    assert peer.close_code() == CLOSE_PROTOCOL_ERROR
+
+
+def test_an_oversize_message_is_refused_from_its_header(pair):
+    ws, peer = pair
+    # only the header: 2 GB announced, nothing of it sent or buffered
+    peer.send(bytes([0x81, 0x80 | 127]) + struct.pack("!Q", 2**31) + os.urandom(4))
+    assert ws.receive() is None
+    assert peer.close_code() == CLOSE_TOO_BIG
+
+
+def test_the_limit_counts_every_fragment(pair):
+    ws, peer = pair
+    peer.send(client_frame(OP_TEXT, b"a" * 600, fin=False) + client_frame(OP_CONT, b"b" * 600))
+    assert ws.receive() is None
+    assert peer.close_code() == CLOSE_TOO_BIG
+
+
+def test_server_close_waits_for_the_clients_answer(pair):
+    ws, peer = pair
+    ws.close(CLOSE_NORMAL, "done")
+    assert peer.close_code() == CLOSE_NORMAL
+    assert ws.closed
+    peer.send(client_frame(OP_TEXT, b"late") + client_frame(OP_CLOSE, struct.pack("!H", 1000)))
+    assert ws.receive() is None  # data after our close frame is discarded
+
+
+def test_writes_to_a_client_that_does_not_read_are_queued_in_order(pair):
+    ws, peer = pair
+    frames = [encode_message(f"{i:06d}" + "x" * 4000) for i in range(2000)]  # ~8 MB
+    for frame in frames:
+        ws.write(frame)  # never waits, whatever the kernel takes
+    assert not ws.closed
+    received = []
+    while len(received) < len(frames):
+        opcode, payload = peer.frame()
+        received.append(int(payload[:6]))
+    assert received == list(range(2000))
+
+
+def test_a_client_far_behind_is_dropped(pair):
+    ws, peer = pair
+    chunk = encode_message("y" * 60000)
+    for _ in range(MAX_PENDING_BYTES // len(chunk) + 200):
+        ws.write(chunk)
+        if ws.broken:
+            break
+    assert ws.broken

@@ -1,0 +1,119 @@
+"""The ``gevent.pywsgi`` handler that lets a request become a websocket.
+
+:class:`~webpy_socketio.server.SocketIOServer` serves every request with
+:class:`WebSocketHandler`. For an upgrade request the handler offers itself
+in the environ under :data:`HANDLER_KEY`; the engine's websocket transport
+takes the raw connection from it (:meth:`WebSocketHandler.take_over`), and
+once it has, the handler writes no HTTP response of its own after the
+application returns (the connection is a websocket, then closed).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from typing import Any
+
+from gevent import pywsgi
+
+from .connection import READ_SIZE
+
+#: environ key under which :class:`WebSocketHandler` offers itself.
+HANDLER_KEY = "webpy_socketio.handler"
+
+
+class WebSocketHandler(pywsgi.WSGIHandler):
+    """The pywsgi handler of :class:`~webpy_socketio.server.SocketIOServer`.
+
+    For an upgrade request it puts itself in the environ, so the websocket
+    transport can take the raw connection; once it has, no HTTP response is
+    written after the application returns (the connection is a websocket,
+    then closed).
+    """
+
+    rfile: Any
+
+    upgraded = False
+
+    def handle(self) -> None:
+        # pywsgi sends a response's headers and its body in two writes. With
+        # Nagle's algorithm on, the body then waits for the client to ACK the
+        # headers, which a client with nothing to send delays by 40 ms: every
+        # long-polling request on a kept-alive connection took 40 ms more.
+        try:
+            self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass  # not TCP (a UNIX socket listener)
+        super().handle()
+
+    def _check_http_version(self) -> bool:
+        # pywsgi reads "HTTP/1" (no minor version) as a 1-tuple and fails on
+        # it with an IndexError, which it answers with a 400 but also prints
+        # as a traceback: any client could fill the log with them
+        try:
+            return bool(super()._check_http_version())
+        except IndexError:
+            return False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        write = super().start_response(status, headers, exc_info)
+        if (
+            self.close_connection
+            and self.request_version != "HTTP/1.0"
+            and not any(name.lower() == b"connection" for name, _ in self.response_headers)
+        ):
+            # pywsgi closes the connection after this response (the client
+            # asked for it) but said nothing: HTTP/1.1 wants the header, and
+            # clients that pool connections (Node's fetch) otherwise reuse
+            # the closed socket and fail with "socket hang up"
+            self.response_headers.append((b"Connection", b"close"))
+        return write
+
+    def run_application(self) -> None:
+        if self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+            self.environ[HANDLER_KEY] = self
+        super().run_application()
+
+    def process_result(self) -> None:
+        if self.upgraded:
+            self.close_connection = True
+            return
+        super().process_result()
+
+    def take_over(self, headers: list[tuple[str, str]]) -> tuple[Any, bytes]:
+        """Write the 101 response; return the gevent socket and the bytes
+        the client sent after its request that were already read ahead."""
+        sock = self.socket
+        early = b""
+        rfile = self.rfile
+        # The request was read through a buffered reader; keep what it holds
+        # beyond the headers, then let it go: its 8 KB buffer would otherwise
+        # live as long as the websocket. Non-blocking, so an empty buffer
+        # does not wait for the client.
+        timeout = sock.timeout
+        sock.settimeout(0.0)
+        try:
+            early = rfile.peek(READ_SIZE) or b""
+            if early:
+                rfile.read(len(early))
+        except (OSError, ValueError):
+            early = b""
+        finally:
+            sock.settimeout(timeout)
+        try:
+            rfile.close()
+        except OSError:
+            pass
+        self.rfile = None
+        self.wsgi_input.rfile = None
+        self.headers = None  # parsed into the environ already
+        self.environ["wsgi.input"] = io.BytesIO()
+        lines = ["HTTP/1.1 101 Switching Protocols"]
+        lines += [f"{name}: {value}" for name, value in headers]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        self.upgraded = True
+        self.status = "101 Switching Protocols"
+        self.close_connection = True
+        return sock, early
