@@ -15,6 +15,7 @@ project whose pages cannot get the client at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -90,11 +91,18 @@ def fetch(root: str | os.PathLike[str], npm: str | None = None) -> Path:
         if len(tarballs) != 1:
             raise ClientFetchError(f"npm pack {spec} left no tarball. {by_hand(root)}")
         data = _checked_dist_file(tarballs[0], spec)
-    target.parent.mkdir(parents=True, exist_ok=True)
     # a page being served never sees half a file
     partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise ClientFetchError(
+            f"Cannot write {target}: {exc.strerror or exc}. Check the folder's permissions."
+        ) from None
     return target
 
 

@@ -190,12 +190,20 @@ def ensure_node_client() -> str:
 
 
 class NodeAgent:
-    """pytest's end of tests/node/agent.js."""
+    """pytest's end of tests/node/agent.js.
 
-    def __init__(self, name: str = "agent") -> None:
+    :param max_seconds: how long the agent may live whatever happens (its
+        own bound, 300 s unless given): a test that runs longer, such as
+        the fuzz test on a loaded machine, must say so.
+    """
+
+    def __init__(self, name: str = "agent", max_seconds: float | None = None) -> None:
         node = ensure_node_client()
         self.log_path = output_dir("agents") / f"{name}-{os.getpid()}-{id(self)}.log"
         self._stderr = open(self.log_path, "wb")  # noqa: SIM115 - closed in close()
+        env = dict(os.environ)
+        if max_seconds is not None:
+            env["AGENT_MAX_SECONDS"] = str(int(max_seconds))
         self.proc = subprocess.Popen(
             [node, str(NODE_DIR / "agent.js")],
             stdin=subprocess.PIPE,
@@ -204,6 +212,7 @@ class NodeAgent:
             text=True,
             bufsize=1,
             start_new_session=True,
+            env=env,
         )
         self._replies: dict[int, dict] = {}
         self._events: queue.Queue[dict] = queue.Queue()
@@ -306,8 +315,8 @@ class NodeAgent:
 
 
 @contextlib.contextmanager
-def node_agent(name: str = "agent") -> Iterator[NodeAgent]:
-    agent = NodeAgent(name)
+def node_agent(name: str = "agent", max_seconds: float | None = None) -> Iterator[NodeAgent]:
+    agent = NodeAgent(name, max_seconds)
     try:
         yield agent
     finally:

@@ -199,3 +199,15 @@ def test_a_page_whose_client_did_not_load_names_the_fix(project: Path):
             assert page.locator("#wsio-notice").count() == 0
     finally:
         server.stop()
+
+
+@pytest.mark.node
+def test_a_static_folder_that_cannot_be_written_is_one_line(project: Path):
+    require_executable("npm", "install npm to fetch socket.io-client")
+    shutil.rmtree(project / "static")
+    (project / "static").write_text("a file where the folder should be\n")
+    result = wsio_client(project)
+    assert result.returncode == 1
+    (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
+    assert "Cannot write" in line and "socket.io.min.js" in line
+    assert "Traceback" not in result.stderr

@@ -122,11 +122,16 @@
           min: manager.reconnectionDelay(),
           max: manager.reconnectionDelayMax(),
           jitter: manager.randomizationFactor(),
+          rememberUpgrade: manager.opts.rememberUpgrade,
         };
       }
       manager.reconnectionDelay(FAST.min);
       manager.reconnectionDelayMax(FAST.max);
       manager.randomizationFactor(FAST.jitter);
+      // the page was on a websocket: go straight back to one (skipping the
+      // long-polling handshake and the upgrade); after a failure the client
+      // starts with long-polling again by itself
+      manager.opts.rememberUpgrade = true;
     }
 
     function restore(manager) {
@@ -136,6 +141,7 @@
         manager.reconnectionDelay(saved.min);
         manager.reconnectionDelayMax(saved.max);
         manager.randomizationFactor(saved.jitter);
+        manager.opts.rememberUpgrade = saved.rememberUpgrade;
       }
     }
 
