@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
-from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, send
+from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, presence, send
 from .events import (
     on,
     on_connect,
@@ -31,6 +31,7 @@ from .exceptions import (
     MessageQueueError,
     MonkeyPatchError,
     NoSocket,
+    PresenceError,
     WebpySocketIOError,
 )
 from .requests import use_session
@@ -51,6 +52,7 @@ __all__ = [
     "MessageQueueError",
     "MonkeyPatchError",
     "NoSocket",
+    "PresenceError",
     "SocketIOServer",
     "WebpySocketIOError",
     "broadcast",
@@ -66,6 +68,7 @@ __all__ = [
     "on_message",
     "on_subscribe",
     "on_unsubscribe",
+    "presence",
     "send",
     "socketio_urls",
     "use_session",

@@ -150,6 +150,12 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
             from .. import _history
 
             return _history.on_message(self.server, message)
+        # a change of a presence channel (webpy_socketio._presence's Lua
+        # scripts published it): applied in the order of its version
+        if "wsio_presence" in message:
+            from .. import _presence
+
+            return _presence.on_diff(self.server, message)
         return super()._handle_emit(message)
 
     def history_lost(self, exc: BaseException) -> None:
@@ -197,9 +203,10 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
                 if self._subscribed.is_set():
                     # subscribed again after a loss: what was published
                     # meanwhile never reached this process; fetch it
-                    from .. import _history
+                    from .. import _history, _presence
 
                     _history.catch_up(self.server)
+                    _presence.resync_all(self.server)
                 self._subscribed.set()
                 self._restored()
                 delay = 0.25
