@@ -56,6 +56,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,9 @@ ROOM_PREFIX = "%"
 MAX_KEY_LENGTH = 200
 #: Field of the pub/sub message that carries a change's version.
 VERSION_FIELD = "wsio_presence"
+#: Seconds a subscribe waits for its own join to come back from Redis
+#: pub/sub, so that the state in its ack includes it.
+JOIN_WAIT = 2.0
 
 
 def room(channel: str) -> str:
@@ -388,7 +392,8 @@ local function finish()
 end
 """
 
-# ARGV[5]: socket id, ARGV[6]: its value. Tracks it, or updates it.
+# ARGV[5]: socket id, ARGV[6]: its value. Tracks it, or updates it;
+# returns the epoch and the counter after it.
 _JOIN = """
 sweep()
 local old = redis.call('HGET', KEYS[2], ARGV[5])
@@ -400,8 +405,8 @@ if old ~= ARGV[6] then
   group(joins, jorder, ARGV[6])
 end
 redis.call('ZADD', KEYS[1], now + timeout, ARGV[5])
-finish()
-return 1
+local epoch, n = finish()
+return {epoch, n}
 """
 
 # ARGV[5]: socket id, ARGV[6]: '1' to count the metas its key still has.
@@ -504,12 +509,14 @@ class RedisStore:
         timeout = max(1, int(_timeout() * 1000))
         return [timeout, self.queue.channel, _head(namespace, channel), secrets.token_urlsafe(6)]
 
-    def join(self, namespace: str, channel: str, sid: str, value: str) -> None:
-        self._join(
+    def join(self, namespace: str, channel: str, sid: str, value: str) -> tuple[str, int]:
+        """Track ``sid`` (or update it); the channel's version after it."""
+        epoch, n = self._join(
             keys=_keys(namespace, channel),
             args=[*self._args(namespace, channel), sid, value],
             client=self.redis,
         )
+        return _text(epoch), int(n)
 
     def leave(self, namespace: str, channel: str, sid: str, count: bool = False) -> int:
         """Remove ``sid``; return how many metas its key still has (counted
@@ -614,7 +621,7 @@ def _redis_failed(what: str, channel: str | None, exc: BaseException) -> None:
 
 
 class _Replica(_State):
-    __slots__ = ("epoch", "n", "loading", "stale", "behind", "buffer", "users", "ready")
+    __slots__ = ("epoch", "n", "loading", "stale", "behind", "buffer", "users", "ready", "moved")
 
     def __init__(self) -> None:
         super().__init__()
@@ -629,7 +636,31 @@ class _Replica(_State):
         self.buffer: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
         #: greenlets waiting for it
         self.users = 0
+        #: set when a read ends; when a change is applied
         self.ready: Any = None
+        self.moved: Any = None
+
+    def advanced(self) -> None:
+        moved, self.moved = self.moved, None
+        if moved is not None:
+            moved.set()
+
+    def wait_for(self, epoch: str, n: int, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) until this replica has the
+        change numbered ``n`` of ``epoch``."""
+        from gevent.event import Event
+
+        deadline = time.monotonic() + timeout
+        while (self.loading or (self.epoch == epoch and self.n < n)) and (
+            remaining := deadline - time.monotonic()
+        ) > 0:
+            if self.moved is None:
+                self.moved = Event()
+            self.users += 1
+            try:
+                self.moved.wait(remaining)
+            finally:
+                self.users -= 1
 
 
 def _replica(engine: Any, store: RedisStore, namespace: str, channel: str) -> _Replica:
@@ -692,6 +723,7 @@ def _load(
         replica.loading = False
         if ready is not None:
             ready.set()
+        replica.advanced()
     if notify:
         _send(
             engine,
@@ -741,6 +773,7 @@ def on_diff(engine: Any, message: Mapping[str, Any]) -> None:
     replica.apply(diff)
     replica.n = n
     _send(engine, key[0], key[1], dict(diff), ignore_queue=True)  # type: ignore[arg-type]
+    replica.advanced()
 
 
 def resync_all(engine: Any) -> None:
@@ -854,19 +887,21 @@ def _subscribed(socket: Any, channel: str) -> bool:
     )
 
 
-def _store_join(socket: Any, channel: str, tracking: Tracking) -> None:
+def _store_join(socket: Any, channel: str, tracking: Tracking) -> tuple[str, int] | None:
+    """Track the socket; with Redis, the channel's version after it."""
     engine, namespace, sid = socket._engine, socket.namespace, socket.session_id
     store = store_of(engine.manager)
     if isinstance(store, MemoryStore):
         store.join(engine, namespace, channel, sid, tracking)
-        return
+        return None
     # recorded first: if Redis does not answer, the heartbeat tracks it
     _local.setdefault((namespace, channel), {})[sid] = tracking.value
     _ensure_beat(engine, store)
     try:
-        store.join(namespace, channel, sid, tracking.value)
+        return store.join(namespace, channel, sid, tracking.value)
     except Exception as exc:
         _redis_failed("track a member", channel, exc)
+        return None
 
 
 def _store_leave(socket: Any, channel: str, count: bool = False) -> int | None:
@@ -888,16 +923,24 @@ def _store_leave(socket: Any, channel: str, count: bool = False) -> int | None:
     return remaining if remaining >= 0 else None
 
 
-def _snapshot(socket: Any, channel: str) -> dict[str, list[dict[str, Any]]] | None:
+def _snapshot(
+    socket: Any, channel: str, after: tuple[str, int] | None = None
+) -> dict[str, list[dict[str, Any]]] | None:
     """The channel's state for this socket, with the socket put among its
     presence subscribers in the same step (no change can come between);
-    None when the socket went away meanwhile."""
+    None when the socket went away meanwhile. ``after``: a version the
+    state must include (the socket's own join), waited for a moment."""
     engine, namespace, sid = socket._engine, socket.namespace, socket.session_id
     store = store_of(engine.manager)
     if isinstance(store, MemoryStore):
         state = store.snapshot(namespace, channel)
     else:
         replica = _replica(engine, store, namespace, channel)
+        if after is not None:
+            # the join comes back through pub/sub in a moment; a reply
+            # without it would be followed by it, so this is only for a
+            # state that includes the socket itself
+            replica.wait_for(*after, timeout=JOIN_WAIT)
         if not boundary.has_socket(engine, sid, namespace):
             return None
         state = replica.snapshot()
@@ -909,11 +952,12 @@ def _activate(socket: Any, channel: str, sub: Subscription) -> dict[str, Any] | 
     """Start presence for an accepted subscription: track it (if it is to
     be), make it a subscriber of the changes; return the state."""
     sub.active = True
+    version = None
     if sub.tracking is not None:
-        _store_join(socket, channel, sub.tracking)
+        version = _store_join(socket, channel, sub.tracking)
     state = None
     if socket._presence.get(channel) is sub:
-        state = _snapshot(socket, channel)
+        state = _snapshot(socket, channel, after=version)
     if state is None or socket._presence.get(channel) is not sub:
         # the socket went away while Redis answered: undo what it began
         if sub.tracking is not None:

@@ -5,7 +5,7 @@ A client says who it is in its connect ``auth``: ``{"user": key, "meta":
 {...}}`` is tracked under that key on every ``room-`` and ``opt-`` channel
 it subscribes to (``opt-`` matches no pattern: tracking turns presence on
 for that subscription); ``{"watch": true}`` subscribes without being
-tracked. ``secret-`` channels are refused. Named events update or end the
+tracked. User ``mallory`` is refused everywhere. Named events update or end the
 tracking, and the pages below read presence from web.py.
 """
 
@@ -60,17 +60,19 @@ def who(request, socket, context):
     context["watch"] = bool(auth.get("watch"))
 
 
-@on_subscribe(channel="^secret-")
-def refuse(request, socket, context, channel):
-    raise Denied("no presence for you")
-
-
 @on_subscribe(channel="^(room|opt)-")
 def track(request, socket, context, channel):
     if context["watch"]:
         socket.untrack(channel)
     elif context["user"] is not None:
         socket.track(channel, context["user"], context["meta"])
+
+
+@on_subscribe
+def refuse(request, socket, context, channel):
+    # after track() ran: a refused subscription must be in no list anyway
+    if context["user"] == "mallory":
+        raise Denied("no presence for you")
 
 
 @on("retrack")
@@ -123,6 +125,7 @@ PAGE = """<!doctype html>
   p.onSync(() => window.presenceLog.push([Date.now(), window.presenceList()]));
   window.joined = null;
   socket.on("connect", () => {
+    window.subscribing = Date.now();
     socket.subscribe(channel).then((reply) => { window.joined = [Date.now(), reply]; });
   });
 </script>
