@@ -587,8 +587,8 @@ def test_six_clients_on_two_workers_behind_nginx_see_the_truth(deployment, agent
 
 @pytest.mark.nginx
 @pytest.mark.browser
-def test_one_key_in_two_tabs_is_one_key_with_two_metas(deployment, agent):
-    serve, url, browser = deployment["serve"], deployment["url"], deployment["browser"]
+def test_one_key_in_two_tabs_is_one_key_with_two_metas(deployment):
+    url, browser = deployment["url"], deployment["browser"]
     channel = unique("room-")
     watcher_context, bob_context = browser.new_context(), browser.new_context()
     try:

@@ -78,6 +78,9 @@ VERSION_FIELD = "wsio_presence"
 #: Seconds a subscribe waits for its own join to come back from Redis
 #: pub/sub, so that the state in its ack includes it.
 JOIN_WAIT = 2.0
+#: Seconds the changes received from Redis wait, at most, to be delivered
+#: together to this process's subscribers.
+FLUSH_DELAY = 0.02
 
 
 def room(channel: str) -> str:
@@ -621,12 +624,41 @@ def _redis_failed(what: str, channel: str | None, exc: BaseException) -> None:
 
 
 class _Replica(_State):
-    __slots__ = ("epoch", "n", "loading", "stale", "behind", "buffer", "users", "ready", "moved")
+    """A channel's state where its subscribers are. Changes from pub/sub
+    are received in version order into ``pending`` and delivered to the
+    subscribers here together, at most :data:`FLUSH_DELAY` later: a burst
+    of joins then costs each subscriber a few messages, not one per join.
+    The state (what a subscribe's ack carries) is the one delivered so far,
+    so a new subscriber gets exactly the changes after its state."""
+
+    __slots__ = (
+        "epoch",
+        "n",
+        "delivered",
+        "pending",
+        "pending_refs",
+        "flusher",
+        "cached",
+        "loading",
+        "stale",
+        "behind",
+        "buffer",
+        "users",
+        "ready",
+        "moved",
+    )
 
     def __init__(self) -> None:
         super().__init__()
         self.epoch = ""
+        #: the version received (pending changes included) and delivered
         self.n = 0
+        self.delivered = 0
+        self.pending: list[Mapping[str, Any]] = []
+        self.pending_refs: set[Any] = set()
+        self.flusher: Any = None
+        #: the snapshot of the delivered state, while it does not change
+        self.cached: dict[str, list[dict[str, Any]]] | None = None
         self.loading = False
         #: the last read failed: read again at the next heartbeat
         self.stale = False
@@ -636,9 +668,20 @@ class _Replica(_State):
         self.buffer: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = []
         #: greenlets waiting for it
         self.users = 0
-        #: set when a read ends; when a change is applied
+        #: set when a read ends; when changes are delivered
         self.ready: Any = None
         self.moved: Any = None
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        if self.cached is None:
+            self.cached = super().snapshot()
+        return self.cached
+
+    def reset(self, values: list[str]) -> None:
+        super().reset(values)
+        self.pending.clear()
+        self.pending_refs.clear()
+        self.cached = None
 
     def advanced(self) -> None:
         moved, self.moved = self.moved, None
@@ -646,12 +689,12 @@ class _Replica(_State):
             moved.set()
 
     def wait_for(self, epoch: str, n: int, timeout: float) -> None:
-        """Wait (at most ``timeout`` seconds) until this replica has the
-        change numbered ``n`` of ``epoch``."""
+        """Wait (at most ``timeout`` seconds) until this replica has
+        delivered the change numbered ``n`` of ``epoch``."""
         from gevent.event import Event
 
         deadline = time.monotonic() + timeout
-        while (self.loading or (self.epoch == epoch and self.n < n)) and (
+        while (self.loading or (self.epoch == epoch and self.delivered < n)) and (
             remaining := deadline - time.monotonic()
         ) > 0:
             if self.moved is None:
@@ -661,6 +704,39 @@ class _Replica(_State):
                 self.moved.wait(remaining)
             finally:
                 self.users -= 1
+
+
+def _refs(diff: Mapping[str, Any]) -> set[Any]:
+    return {
+        meta.get(PRESENCE_REF)
+        for part in ("joins", "leaves")
+        for metas in (diff.get(part) or {}).values()
+        for meta in metas
+    }
+
+
+def _flush(engine: Any, key: tuple[str, str], replica: _Replica) -> None:
+    """Deliver the pending changes, as one, to the subscribers here."""
+    if not replica.pending:
+        return
+    joins: dict[str, list[Any]] = {}
+    leaves: dict[str, list[Any]] = {}
+    for diff in replica.pending:
+        replica.apply(diff)
+        for part, into in (("joins", joins), ("leaves", leaves)):
+            for name, metas in (diff.get(part) or {}).items():
+                into.setdefault(name, []).extend(metas)
+    replica.pending.clear()
+    replica.pending_refs.clear()
+    replica.delivered = replica.n
+    replica.cached = None
+    _send(engine, key[0], key[1], _diff(key[1], joins, leaves), ignore_queue=True)
+    replica.advanced()
+
+
+def _flush_later(engine: Any, key: tuple[str, str], replica: _Replica) -> None:
+    replica.flusher = None
+    _flush(engine, key, replica)
 
 
 def _replica(engine: Any, store: RedisStore, namespace: str, channel: str) -> _Replica:
@@ -700,7 +776,7 @@ def _load(
 ) -> None:
     """Read the channel's state into ``replica`` (begun), then apply what
     arrived meanwhile; with ``notify``, send the state to the local
-    subscribers."""
+    subscribers (it replaces the changes still pending)."""
     ready = replica.ready
     try:
         epoch, n, values = store.state(namespace, channel)
@@ -718,6 +794,7 @@ def _load(
                 break
             replica.apply(diff)
             replica.n += 1
+        replica.delivered = replica.n
     finally:
         replica.buffer = []
         replica.loading = False
@@ -745,8 +822,8 @@ def _resync(engine: Any, store: RedisStore, key: tuple[str, str], replica: _Repl
 
 def on_diff(engine: Any, message: Mapping[str, Any]) -> None:
     """A change from Redis pub/sub (of any process, this one included):
-    apply it to the channel's replica and send it to the subscribers here,
-    in the order of its version."""
+    take it into the channel's replica, in the order of its version, for
+    the subscribers here."""
     data = message.get("data")
     info = message.get(VERSION_FIELD)
     if not isinstance(data, list) or not data or not isinstance(info, Mapping):
@@ -770,10 +847,18 @@ def on_diff(engine: Any, message: Mapping[str, Any]) -> None:
         return
     if n <= replica.n:
         return  # in the state already
-    replica.apply(diff)
+    refs = _refs(diff)
+    if replica.pending_refs & refs:
+        # a meta already pending (a leave, then the same meta back): the
+        # order matters, so what is pending goes first
+        _flush(engine, key, replica)  # type: ignore[arg-type]
+    replica.pending.append(diff)
+    replica.pending_refs |= refs
     replica.n = n
-    _send(engine, key[0], key[1], dict(diff), ignore_queue=True)  # type: ignore[arg-type]
-    replica.advanced()
+    if replica.flusher is None:
+        import gevent
+
+        replica.flusher = gevent.spawn_later(FLUSH_DELAY, _flush_later, engine, key, replica)
 
 
 def resync_all(engine: Any) -> None:
@@ -795,6 +880,8 @@ def _drop_replica(engine: Any, namespace: str, channel: str) -> None:
         and not boundary.room_members(engine, namespace, room(channel))
     ):
         del _replicas[(namespace, channel)]
+        if replica.flusher is not None:
+            replica.flusher.kill(block=False)
 
 
 # -- the heartbeat ------------------------------------------------------------------------
@@ -853,7 +940,7 @@ def beat(engine: Any, store: RedisStore) -> None:
         if replica is None or replica.loading:
             continue
         if not replica.users and not boundary.room_members(engine, key[0], room(key[1])):
-            del _replicas[key]
+            _drop_replica(engine, *key)
         elif (
             replica.stale
             or epoch != replica.epoch

@@ -5,12 +5,17 @@ Usage: python webpy_app.py PORT
 
 Request logging and the per-message log are off, as for the reference
 servers (``log=None``; their per-message logging is off by default).
+
+For benchmarks/presence_bench.py: ``WSIO_BENCH_PRESENCE=1`` gives the
+``bench`` channels presence, and ``WSIO_BENCH_QUEUE`` (a Redis URL) joins
+several processes.
 """
 
 from gevent import monkey
 
 monkey.patch_all()
 
+import os  # noqa: E402
 import sys  # noqa: E402
 
 import web  # noqa: E402
@@ -18,6 +23,10 @@ import web  # noqa: E402
 from webpy_socketio import SocketIOServer, configure, on, socketio_urls  # noqa: E402
 
 configure(SOCKETIO_MESSAGE_LOG_FORMAT=None)
+if os.environ.get("WSIO_BENCH_PRESENCE"):
+    configure(SOCKETIO_PRESENCE=["^bench"])
+if os.environ.get("WSIO_BENCH_QUEUE"):
+    configure(SOCKETIO_MESSAGE_QUEUE=os.environ["WSIO_BENCH_QUEUE"])
 
 urls = ("/", "Index") + socketio_urls
 

@@ -1,7 +1,7 @@
 """python-socketio's Redis manager with the outage behaviour a chat server needs.
 
 Everything here overrides python-socketio's ``RedisManager`` (``_publish``,
-``_redis_listen_with_retries``, ``_redis_connect``; see
+``_redis_listen_with_retries``, ``_redis_connect``, ``_handle_emit``; see
 :mod:`webpy_socketio._engine`); :mod:`webpy_socketio.messagequeue` says what
 it changes and why, and chooses it for ``redis://`` queue URLs.
 """
@@ -28,6 +28,8 @@ COMMAND_TIMEOUT = 5.0
 PUBLISH_PAUSE = 0.5
 #: Longest wait between two attempts of the listener to subscribe again.
 MAX_RETRY_DELAY = 2.0
+#: Connections to Redis per process; more handlers at once wait for one.
+MAX_CONNECTIONS = 64
 
 
 def _redis_options(connect_timeout: float) -> dict[str, Any]:
@@ -190,6 +192,29 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
                 f"Could not publish to the message queue {describe(self.redis_url)} "
                 f"({_reason(exc) if exc else self.last_error}); the message was not sent."
             )
+
+    def _redis_connect(self) -> None:
+        super()._redis_connect()
+        # redis-py 8 caps a client's pool at 100 connections and then raises
+        # "Too many connections": a burst of handlers reaching Redis at once
+        # (a thousand subscribes to a presence channel, each running a
+        # script) lost messages and members. A blocking pool of the same
+        # connections makes them wait for a free one instead.
+        import redis
+
+        pool = self.redis.connection_pool
+        if type(pool) is not redis.ConnectionPool:
+            return  # Sentinel, valkey: as python-socketio made it
+        blocking = redis.BlockingConnectionPool(
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT,
+            connection_class=pool.connection_class,
+            **pool.connection_kwargs,
+        )
+        pool.disconnect()
+        self.redis = redis.Redis(connection_pool=blocking)
+        self.redis.auto_close_connection_pool = True
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
 
     def _redis_listen_with_retries(self) -> Any:
         delay = 0.25
