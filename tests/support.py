@@ -308,3 +308,54 @@ def node_agent(name: str = "agent") -> Iterator[NodeAgent]:
         yield agent
     finally:
         agent.close()
+
+
+def consecutive_free_ports(count: int) -> int:
+    """A first port such that it and the next ``count - 1`` are free."""
+    for _ in range(50):
+        first = free_port()
+        with contextlib.ExitStack() as probes:
+            try:
+                for port in range(first, first + count):
+                    probe = probes.enter_context(socket.socket())
+                    probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError("no run of free ports found")
+
+
+class WsioServe(Process):
+    """``wsio serve 127.0.0.1:PORT --workers N [ARGS]`` in ``cwd``."""
+
+    def __init__(
+        self,
+        name: str,
+        cwd: Path,
+        workers: int = 2,
+        args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.port = consecutive_free_ports(workers)
+        self.ports = [self.port + i for i in range(workers)]
+        wsio = str(Path(sys.executable).parent / "wsio")
+        command = [wsio, "serve", f"127.0.0.1:{self.port}", "--workers", str(workers)]
+        super().__init__(
+            [*command, "--graceful-timeout", "5", *(args or [])],
+            output_dir("serve") / f"{name}-{self.port}.log",
+            cwd=cwd,
+            env=python_env(**(env or {})),
+        )
+        try:
+            for port in self.ports:
+                wait_port(port, proc=self.proc, timeout=60)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"wsio serve did not start:\n{self.output()}") from None
+
+    def worker_pids(self) -> dict[int, int]:
+        """worker index -> pid of its latest process."""
+        import re
+
+        found = re.findall(r"\[worker (\d+) pid (\d+)\] listening", self.output())
+        return {int(index): int(pid) for index, pid in found}

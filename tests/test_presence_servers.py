@@ -13,28 +13,15 @@ import contextlib
 import itertools
 import json
 import os
-import re
 import signal
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from nginx_support import Nginx, generate, listen_port
 from redis_support import RedisServer
-from support import (
-    TESTS,
-    AppServer,
-    NodeAgent,
-    Process,
-    free_port,
-    output_dir,
-    python_env,
-    wait_port,
-    wait_until,
-)
+from support import TESTS, AppServer, NodeAgent, WsioServe, output_dir, wait_until
 
 from webpy_socketio import _presence, settings
 from webpy_socketio.wire import PRESENCE_REF
@@ -401,44 +388,17 @@ def report(name: str, data: dict[str, Any]) -> None:
 
 # -- wsio serve --workers 2 behind nginx, Node and Chromium ------------------------------
 
-WSIO = str(Path(sys.executable).parent / "wsio")
 
-
-def consecutive_ports(count: int) -> int:
-    import socket
-
-    for _ in range(50):
-        first = free_port()
-        with contextlib.ExitStack() as probes:
-            try:
-                for port in range(first, first + count):
-                    probe = probes.enter_context(socket.socket())
-                    probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return first
-    raise RuntimeError("no run of free ports")
-
-
-class Serve(Process):
+class Serve(WsioServe):
     """``wsio serve PORT --workers 2 --app presence_app:app``."""
 
-    def __init__(self, url: str, workers: int = 2) -> None:
-        self.port = consecutive_ports(workers)
-        self.ports = [self.port + i for i in range(workers)]
+    def __init__(self, url: str) -> None:
         super().__init__(
-            [WSIO, "serve", f"127.0.0.1:{self.port}", "--workers", str(workers)]
-            + ["--app", "presence_app:app", "--graceful-timeout", "5"],
-            output_dir("serve") / f"presence-{self.port}.log",
-            cwd=TESTS / "apps",
-            env=python_env(**presence_env(url)),
+            "presence",
+            TESTS / "apps",
+            args=["--app", "presence_app:app"],
+            env=presence_env(url),
         )
-        try:
-            for port in self.ports:
-                wait_port(port, proc=self.proc, timeout=60)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"wsio serve did not start:\n{self.output()}") from None
 
     def worker_of(self, sid: str) -> int | None:
         for index, port in enumerate(self.ports):
@@ -447,11 +407,6 @@ class Serve(Process):
             if sid in server.get("/stats")[1]["clients"]:
                 return index
         return None
-
-    def worker_pids(self) -> dict[int, int]:
-        """worker index -> pid of its latest process."""
-        found = re.findall(r"\[worker (\d+) pid (\d+)\] listening", self.output())
-        return {int(index): int(pid) for index, pid in found}
 
 
 @pytest.fixture(scope="module")

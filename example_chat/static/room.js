@@ -43,7 +43,11 @@
     if (atBottom || list.length > 1) { messages.scrollTop = messages.scrollHeight; }
   }
 
-  function showMembers(names) {
+  // the room's members: the channel's presence, one key per name and one
+  // meta per tab, across every server process
+  function showMembers(presence) {
+    var names = presence.list(function (key, tabs) { return tabs[0].name; });
+    names.sort(function (a, b) { return a.localeCompare(b); });
     var list = $("members");
     list.replaceChildren();
     names.forEach(function (name) {
@@ -60,9 +64,6 @@
       case "history":
         messages.replaceChildren();
         addMessages(msg.messages);
-        break;
-      case "members":
-        showMembers(msg.members);
         break;
       case "notice":
         addMessages([msg]);
@@ -99,6 +100,8 @@
     // taken by then, the room refuses us
     socket.on("wsio:refused", function (ch, reply) { leave(reply && reply.error); });
     socket.on("message", onMessage);
+    var presence = socket.presence(channel);
+    presence.onSync(function () { showMembers(presence); });
     socket.once("connect", function () {
       socket.subscribe(channel).then(function (reply) {
         if (reply.ok) { showChat(true); } else { leave(reply.error); }
