@@ -12,15 +12,13 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from nginx_support import Nginx, generate, listen_port
 from redis_support import RedisServer
+from serve_support import APPS, WSIO, Serve, gone, queue_env
 from support import (
-    TESTS,
     AppServer,
     NodeAgent,
     Process,
@@ -30,28 +28,6 @@ from support import (
     wait_port,
     wait_until,
 )
-
-APPS = TESTS / "apps"
-WSIO = str(Path(sys.executable).parent / "wsio")
-
-
-def consecutive_free_ports(count: int) -> int:
-    """A first port such that it and the next count-1 are free."""
-    for _ in range(50):
-        first = free_port()
-        if first + count - 1 > 65535:
-            continue
-        taken = False
-        for port in range(first, first + count):
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    taken = True
-                    break
-        if not taken:
-            return first
-    raise RuntimeError("no run of free ports found")
 
 
 def run_wsio(
@@ -65,70 +41,6 @@ def run_wsio(
         timeout=timeout,
         env=python_env(**(env or {})),
     )
-
-
-def queue_env(url: str) -> dict[str, str]:
-    return {"WSIO_SETTINGS_MODULE": "queue_settings", "WSIO_TEST_QUEUE": url}
-
-
-class Serve(Process):
-    """``wsio serve PORT --workers N --app serve_app:app`` with the queue."""
-
-    def __init__(self, workers: int, url: str, name: str = "serve") -> None:
-        self.port = consecutive_free_ports(workers)
-        self.ports = [self.port + i for i in range(workers)]
-        log = output_dir("serve") / f"{name}-{self.port}.log"
-        super().__init__(
-            [
-                WSIO,
-                "serve",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--app",
-                "serve_app:app",
-                "--graceful-timeout",
-                "5",
-            ],
-            log,
-            cwd=APPS,
-            env=python_env(**queue_env(url)),
-        )
-        try:
-            for port in self.ports:
-                wait_port(port, proc=self.proc, timeout=60)
-            assert wait_until(lambda: "supervisor pid" in self.output(), timeout=10)
-        except Exception:
-            self.stop()
-            raise RuntimeError(f"wsio serve did not start:\n{self.output()}") from None
-
-    def worker_pids(self) -> dict[int, int]:
-        """worker index -> pid of its latest process."""
-        found: dict[int, int] = {}
-        for index, pid in re.findall(r"\[worker (\d+) pid (\d+)\] listening", self.output()):
-            found[int(index)] = int(pid)
-        return found
-
-    def stats(self, index: int) -> dict:
-        server = AppServer.__new__(AppServer)  # only its get() helper
-        server.url = f"http://127.0.0.1:{self.ports[index]}"
-        return server.stats()
-
-    def terminate_supervisor(self, timeout: float = 30) -> int:
-        """SIGTERM to the supervisor alone, as systemd's stop does."""
-        os.kill(self.pid, signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    # a zombie is gone too: only its parent's wait() was missing
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    return True
 
 
 # -- refusals -----------------------------------------------------------------
@@ -147,6 +59,26 @@ def test_queue_down_at_start_is_a_clear_error():
     result = run_wsio(str(free_port()), "--app", "basic_app:app", env=queue_env(url))
     assert result.returncode == 1
     assert f"Error: Cannot reach the message queue {url}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_queue_without_its_client_library_is_a_clear_error(tmp_path):
+    """As on a machine without the redis package: a package of that name
+    that fails to import the way a missing one does comes first on the path."""
+    shadow = tmp_path / "no-redis"
+    (shadow / "redis").mkdir(parents=True)
+    (shadow / "redis" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'redis'\", name='redis')\n"
+    )
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**queue_env(url), "PYTHONPATH": str(shadow)}
+    result = run_wsio(str(free_port()), "--app", "basic_app:app", env=env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: SOCKETIO_MESSAGE_QUEUE='{url}' needs the redis package, which is not "
+        "installed: pip install 'webpy-socketio[redis]'."
+    ], result.stderr
     assert "Traceback" not in result.stderr
 
 
