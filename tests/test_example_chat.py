@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from browser import ProjectServer, copy_project
-from support import ROOT, NodeAgent, WsioServe, node_agent, wait_until
+from serve_support import Serve
+from support import ROOT, NodeAgent, node_agent, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.node]
 
@@ -289,9 +290,8 @@ def test_two_workers_share_the_members_list(tmp_path, agent):
     redis = RedisServer("chat")
     serve = None
     try:
-        serve = WsioServe(
-            "example-chat", folder, env={"CHAT_MESSAGE_QUEUE": redis.url, "CHAT_DEBUG": "0"}
-        )
+        env = {"CHAT_MESSAGE_QUEUE": redis.url}
+        serve = Serve(2, redis.url, "example-chat", app=None, env=env, cwd=folder)
         one, two = (f"http://127.0.0.1:{port}" for port in serve.ports)
         room = 1
         assert joined(tab(agent, one, "ann", "Ann", "ann-browser", room))

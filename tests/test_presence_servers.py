@@ -19,9 +19,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import serve_support
 from nginx_support import Nginx, generate, listen_port
 from redis_support import RedisServer
-from support import TESTS, AppServer, NodeAgent, WsioServe, output_dir, wait_until
+from support import AppServer, NodeAgent, output_dir, wait_until
 
 from webpy_socketio import _presence, settings
 from webpy_socketio.wire import PRESENCE_REF
@@ -389,22 +390,15 @@ def report(name: str, data: dict[str, Any]) -> None:
 # -- wsio serve --workers 2 behind nginx, Node and Chromium ------------------------------
 
 
-class Serve(WsioServe):
+class Serve(serve_support.Serve):
     """``wsio serve PORT --workers 2 --app presence_app:app``."""
 
     def __init__(self, url: str) -> None:
-        super().__init__(
-            "presence",
-            TESTS / "apps",
-            args=["--app", "presence_app:app"],
-            env=presence_env(url),
-        )
+        super().__init__(2, url, "presence", app="presence_app:app", env=presence_env(url))
 
     def worker_of(self, sid: str) -> int | None:
-        for index, port in enumerate(self.ports):
-            server = AppServer.__new__(AppServer)  # only its get() helper
-            server.url = f"http://127.0.0.1:{port}"
-            if sid in server.get("/stats")[1]["clients"]:
+        for index in range(len(self.ports)):
+            if sid in self.stats(index)["clients"]:
                 return index
         return None
 
