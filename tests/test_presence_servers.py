@@ -14,6 +14,8 @@ import itertools
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +24,7 @@ import pytest
 import serve_support
 from nginx_support import Nginx, generate, listen_port
 from redis_support import RedisServer
-from support import AppServer, NodeAgent, output_dir, wait_until
+from support import AppServer, NodeAgent, output_dir, python_env, wait_until
 
 from webpy_socketio import _presence, settings
 from webpy_socketio.wire import PRESENCE_REF
@@ -72,6 +74,9 @@ class FakeQueue:
 
         self.redis = redis_py.Redis.from_url(url)
         self.channel = unique("presence-test-")
+
+    def client(self) -> Any:
+        return self.redis
 
 
 @pytest.fixture
@@ -327,6 +332,83 @@ def test_bad_input_over_the_wire_changes_nothing(pair, agent, key, meta, error):
     time.sleep(0.3)
     assert not [e for e in agent.events[before:] if e["event"] == "wsio:presence"]
     assert listed(agent, "bob", channel) == {"ann": 1, "bob": 1}
+
+
+@pytest.mark.node
+def test_a_reconnected_client_gets_the_state_again(pair, agent):
+    a, b = pair
+    channel = unique("room-")
+    agent.connect("ann", a.url, "websocket", auth={"user": "ann"}, reconnection=True)
+    agent.call("watch_presence", "ann", channel=channel)
+    assert agent.call("subscribe", "ann", channel=channel)["ok"]
+    join(agent, "bob", b, channel, user="bob")
+    assert all_see(agent, ["ann", "bob"], channel, {"ann": 1, "bob": 1})
+    old_refs = {
+        m[PRESENCE_REF] for m in agent.call("presence", "bob", channel=channel)["list"][0]["metas"]
+    }
+    agent.call("drop", "ann")  # the network goes: ann's socket leaves, then comes back
+    assert wait_until(
+        lambda: [e for e in agent.events if e["client"] == "ann" and e["event"] == "reconnect"],
+        timeout=DEADLINE,
+    )
+    join(agent, "cy", b, channel, user="cy")  # a change while ann resubscribes
+    truth = {"ann": 1, "bob": 1, "cy": 1}
+    assert all_see(agent, ["ann", "bob", "cy"], channel, truth)
+    found = agent.call("presence", "bob", channel=channel)["list"]
+    ann_refs = {m[PRESENCE_REF] for item in found if item["key"] == "ann" for m in item["metas"]}
+    assert ann_refs and not ann_refs & old_refs  # the new socket's meta, the old one gone
+
+
+@pytest.mark.node
+def test_presence_from_a_process_that_runs_no_server(redis, pair, agent):
+    a, _ = pair
+    channel = unique("room-")
+    join(agent, "ann", a, channel, user="ann", meta={"n": 1})
+    code = (
+        "import sys, json; from webpy_socketio import configure, presence\n"
+        "configure(SOCKETIO_MESSAGE_QUEUE=sys.argv[1], SOCKETIO_PRESENCE=['^room-'])\n"
+        "print(json.dumps(presence(sys.argv[2])))\n"
+        "assert 'gevent' not in sys.modules\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, redis.url, channel],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+        env=python_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"ann": [{"n": 1}]}
+
+
+@pytest.mark.node
+@pytest.mark.reliability
+def test_redis_restarted_without_its_data_gets_every_member_back(agent):
+    """Redis killed and started again empty: each process tracks its members
+    again at its next refresh, and every list is right again."""
+    with contextlib.ExitStack() as cleanup:
+        redis = RedisServer("presence-restart")
+        cleanup.callback(redis.stop)
+        env = presence_env(redis.url, timeout=SHORT_TIMEOUT)
+        servers = []
+        for tag in ("A", "B"):
+            servers.append(AppServer("presence_app.py", f"presence-restart-{tag}", env))
+            cleanup.callback(servers[-1].stop)
+        channel = unique("room-")
+        for name, server in (("ann", servers[0]), ("bob", servers[1]), ("cy", servers[1])):
+            join(agent, name, server, channel, user=name)
+        truth = {"ann": 1, "bob": 1, "cy": 1}
+        assert all_see(agent, ["ann", "bob", "cy"], channel, truth)
+        redis.kill()
+        redis.start()
+        assert wait_until(lambda: from_web(servers[0], channel) == truth, timeout=DEADLINE)
+        join(agent, "dee", servers[0], channel, user="dee")
+        truth["dee"] = 1
+        assert all_see(agent, ["ann", "bob", "cy", "dee"], channel, truth)
+        agent.call("disconnect", "bob")
+        del truth["bob"]
+        assert all_see(agent, ["ann", "cy", "dee"], channel, truth)
 
 
 @pytest.mark.node

@@ -499,14 +499,15 @@ class RedisStore:
         # the queue's client, looked up on each call: the queue replaces it
         # when it reconnects
         self.queue = queue
-        self._join = queue.redis.register_script(_PRELUDE + _JOIN)
-        self._leave = queue.redis.register_script(_PRELUDE + _LEAVE)
-        self._state = queue.redis.register_script(_PRELUDE + _STATE)
-        self._beat = queue.redis.register_script(_PRELUDE + _BEAT)
+        client = queue.client()
+        self._join = client.register_script(_PRELUDE + _JOIN)
+        self._leave = client.register_script(_PRELUDE + _LEAVE)
+        self._state = client.register_script(_PRELUDE + _STATE)
+        self._beat = client.register_script(_PRELUDE + _BEAT)
 
     @property
     def redis(self) -> Any:
-        return self.queue.redis
+        return self.queue.client()
 
     def _args(self, namespace: str, channel: str) -> list[Any]:
         timeout = max(1, int(_timeout() * 1000))

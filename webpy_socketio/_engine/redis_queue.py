@@ -92,6 +92,13 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
         """False while the last attempt to reach Redis failed."""
         return self._down_since is None
 
+    def client(self) -> Any:
+        """The Redis client, made on first use (python-socketio makes a
+        write-only queue's only when it first publishes)."""
+        if self.redis is None:
+            self._redis_connect()
+        return self.redis
+
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
 
