@@ -96,13 +96,13 @@ def test_settings_are_checked():
     for bad in ("^room-", ["("], [""], [5], {"^room-": 1}):
         with pytest.raises(ImproperlyConfigured, match="SOCKETIO_PRESENCE"):
             webpy_socketio.configure(SOCKETIO_PRESENCE=bad)
-    for bad in (0, -1, True, "10"):
-        with pytest.raises(ImproperlyConfigured, match="SOCKETIO_PRESENCE_TIMEOUT"):
+    for bad in (0, 0.5, -1, True, "10", None):
+        with pytest.raises(ImproperlyConfigured, match="SOCKETIO_PRESENCE_TIMEOUT.*at least 1"):
             webpy_socketio.configure(SOCKETIO_PRESENCE_TIMEOUT=bad)
     for bad in (0, 1.5, None):
         with pytest.raises(ImproperlyConfigured, match="SOCKETIO_PRESENCE_MAX_META_BYTES"):
             webpy_socketio.configure(SOCKETIO_PRESENCE_MAX_META_BYTES=bad)
-    webpy_socketio.configure(SOCKETIO_PRESENCE=("^a", "b$"), SOCKETIO_PRESENCE_TIMEOUT=0.5)
+    webpy_socketio.configure(SOCKETIO_PRESENCE=("^a", "b$"), SOCKETIO_PRESENCE_TIMEOUT=1.5)
 
 
 def test_pattern_channel_tracks_every_subscriber_under_its_id():

@@ -130,6 +130,12 @@ def _check_value(name: str, value: Any) -> None:
         from ._presence import check_setting as check_presence
 
         check_presence(value)
+    elif name == "SOCKETIO_PRESENCE_TIMEOUT":
+        # each process refreshes its members every third of it, in Redis
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            raise ImproperlyConfigured(
+                f"{name} must be a number of seconds of at least 1, not {value!r}."
+            )
     elif name == "SOCKETIO_HISTORY":
         from ._history import check_setting
 
@@ -142,7 +148,6 @@ def _check_value(name: str, value: Any) -> None:
         "SOCKETIO_PING_TIMEOUT",
         "SOCKETIO_BLOCKING_WARNING_SECONDS",
         "SOCKETIO_CONNECT_TIMEOUT",
-        "SOCKETIO_PRESENCE_TIMEOUT",
     ):
         optional = name in ("SOCKETIO_BLOCKING_WARNING_SECONDS", "SOCKETIO_CONNECT_TIMEOUT")
         if optional and value is None:
