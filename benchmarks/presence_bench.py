@@ -12,7 +12,8 @@ What it measures:
 
 - **burst**: ``--clients`` raw Socket.IO clients (benchmarks/presence_load.js,
   websocket), spread over ``--workers`` server processes of
-  servers/webpy_app.py with presence on and a Redis queue, connect; then
+  servers/webpy_app.py with presence on and a Redis queue (then again in
+  one process without Redis), connect; then
   all of them subscribe to one presence channel at once. Each client applies
   the state in its ack and every change; the figure is the time from the
   first subscribe until every client's list holds every client (and until
@@ -137,10 +138,16 @@ def start_workers(args: argparse.Namespace, folder: Path, queue: str | None, pre
 
 
 def load(
-    args: argparse.Namespace, urls: list[str], mode: str, then: Any = None, **options: Any
+    args: argparse.Namespace,
+    urls: list[str],
+    mode: str,
+    then: Any = None,
+    ready: Any = None,
+    **options: Any,
 ) -> dict[str, Any]:
-    """Run presence_load.js; ``then()`` runs once it has printed its result,
-    while its clients are still connected."""
+    """Run presence_load.js; ``ready()`` runs when its fan-out subscribers
+    are in (before the broadcasts start), ``then()`` once it has printed its
+    result, while its clients are still connected."""
     cmd = ["taskset", "-c", args.client_cpu, "node", str(LOAD), "--urls", ",".join(urls)]
     cmd += ["--mode", mode, "--clients", str(args.clients)]
     for key, value in options.items():
@@ -151,7 +158,17 @@ def load(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=env
         )
         assert proc.stdin is not None and proc.stdout is not None
-        line = proc.stdout.readline()  # the load generator's own timeout bounds this
+        # the load generator's own timeout bounds these reads
+        line = proc.stdout.readline()
+        if mode == "fanout" and '"ready"' in line:
+            # what the subscribes started (the last presence changes going
+            # out) is over before the broadcasts are measured
+            time.sleep(args.settle)
+            if ready is not None:
+                ready()
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
         if then is not None:
             then()
         proc.stdin.close()
@@ -166,67 +183,100 @@ def load(
     return dict(json.loads(line))
 
 
-def burst(args: argparse.Namespace, folder: Path, redis: Redis) -> list[dict[str, Any]]:
+def burst(args: argparse.Namespace, folder: Path, redis: Redis | None) -> list[dict[str, Any]]:
+    """The burst over the workers sharing ``redis`` (or in one process
+    without a queue, ``redis=None``)."""
     reps = []
     for rep in range(args.reps):
-        workers, urls = start_workers(args, folder, redis.url, presence=True)
+        workers, urls = start_workers(args, folder, redis.url if redis else None, presence=True)
         try:
-            before = redis.commandstats()
+            before = redis.commandstats() if redis else {}
             counted: list[dict[str, int]] = []
             result = load(
                 args,
                 urls,
                 "burst",
-                then=lambda into=counted: into.append(redis.commandstats()),
+                then=lambda into=counted: into.append(redis.commandstats() if redis else {}),
                 channel=f"bench-burst-{rep}",
             )
             after = counted[0] if counted else before
         finally:
             for worker in workers:
                 worker.stop()
-        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         n = args.clients
-        evalsha = delta.get("evalsha", 0) + delta.get("eval", 0)
-        result["redis_per_join"] = {
-            "round_trips": round(evalsha / n, 2),
-            "commands_in_scripts": round((sum(delta.values()) - evalsha) / n, 2),
-            "publish": round(delta.get("publish", 0) / n, 2),
-        }
+        if redis is not None:
+            delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            evalsha = delta.get("evalsha", 0) + delta.get("eval", 0)
+            result["redis_per_join"] = {
+                "round_trips": round(evalsha / n, 2),
+                "commands_in_scripts": round((sum(delta.values()) - evalsha) / n, 2),
+                "publish": round(delta.get("publish", 0) / n, 2),
+            }
         reps.append(result)
         log(
-            f"burst rep {rep + 1}: {n} joins over {len(urls)} workers: every list complete "
+            f"burst rep {rep + 1}: {n} joins over {len(urls)} process(es): every list complete "
             f"after {result.get('all_complete_s')} s (acks {result.get('all_acked_s')} s, "
-            f"p50 {result.get('p50_complete_s')} s); per join {result['redis_per_join']}"
+            f"p50 {result.get('p50_complete_s')} s); Redis per join "
+            f"{result.get('redis_per_join', 'none')}"
         )
     return reps
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of processes, in seconds."""
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def fanout(
-    args: argparse.Namespace, folder: Path, queue: str | None
+    args: argparse.Namespace, folder: Path, queue: str | None, redis: Redis | None = None
 ) -> dict[str, list[dict[str, Any]]]:
     results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    pids = [redis.proc.pid] if redis is not None else []
     for _round in range(args.reps):
         for setting in ("off", "on"):
             workers, urls = start_workers(args, folder, queue, presence=setting == "on")
+            cpu: list[float] = []
+            every = pids + [w.proc.pid for w in workers]
             try:
-                result = load(args, urls, "fanout", channel="bench", messages=args.messages)
+                result = load(
+                    args,
+                    urls,
+                    "fanout",
+                    ready=lambda into=cpu, every=every: into.append(cpu_seconds(every)),
+                    then=lambda into=cpu, every=every: into.append(cpu_seconds(every)),
+                    channel="bench",
+                    messages=args.messages,
+                )
             finally:
                 for worker in workers:
                     worker.stop()
+            if len(cpu) == 2 and result.get("reps"):
+                deliveries = args.clients * args.messages * len(result["reps"])
+                # the servers' (and Redis's) CPU per delivery: what presence
+                # could add to a broadcast, less disturbed by a busy machine
+                # than the wall-clock rate
+                result["server_cpu_us_per_delivery"] = round(
+                    (cpu[1] - cpu[0]) * 1e6 / deliveries, 2
+                )
             results[setting].append(result)
             complete = all(r["complete"] for r in result.get("reps", [])) and "reps" in result
             log(
                 f"fanout N={args.clients} presence {setting:>3} "
                 f"({len(urls)} process{'es' if len(urls) > 1 else ''}"
                 f"{', Redis' if queue else ''}): {result.get('median_deliveries_per_s')} "
-                f"deliveries/s{'' if complete else ' INCOMPLETE ' + str(result.get('error', ''))}"
+                f"deliveries/s, {result.get('server_cpu_us_per_delivery')} us of server CPU "
+                f"per delivery{'' if complete else ' INCOMPLETE ' + str(result.get('error', ''))}"
             )
     return results
 
 
-def median_rate(results: list[dict[str, Any]]) -> float | None:
-    rates = [r["median_deliveries_per_s"] for r in results if "median_deliveries_per_s" in r]
-    return statistics.median(rates) if rates else None
+def median_of(results: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in results if r.get(key) is not None]
+    return statistics.median(values) if values else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--messages", type=int, default=100, help="per fan-out repetition")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds between subscribes and sends")
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--client-cpu", default="1")
     p.add_argument("--python", default=sys.executable)
@@ -255,26 +306,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "burst" in tests:
             summary["burst"] = burst(args, folder, redis)
+            summary["burst_one_process"] = burst(args, folder, None)
         if "fanout" in tests:
-            summary["fanout_redis"] = fanout(args, folder, redis.url)
+            summary["fanout_redis"] = fanout(args, folder, redis.url, redis)
             summary["fanout_one_process"] = fanout(args, folder, None)
     finally:
         redis.stop()
     summary["load_after"] = os.getloadavg()
     log("")
-    if "burst" in summary:
-        done = [r["all_complete_s"] for r in summary["burst"] if r.get("all_complete_s")]
-        log(
-            f"burst of {args.clients} joins: every list complete after "
-            f"{statistics.median(done) if done else None} s (median of {len(done)}); "
-            f"Redis per join {summary['burst'][-1].get('redis_per_join')}"
-        )
+    for name in ("burst", "burst_one_process"):
+        if name in summary:
+            done = [r["all_complete_s"] for r in summary[name] if r.get("all_complete_s")]
+            log(
+                f"{name} of {args.clients} joins: every list complete after "
+                f"{statistics.median(done) if done else None} s (median of {len(done)}); "
+                f"Redis per join {summary[name][-1].get('redis_per_join', 'none')}"
+            )
     for name in ("fanout_redis", "fanout_one_process"):
         if name in summary:
-            off, on = median_rate(summary[name]["off"]), median_rate(summary[name]["on"])
-            ratio = round(on / off, 3) if on and off else None
-            summary[name]["ratio_on_to_off"] = ratio
-            log(f"{name}: presence off {off} deliveries/s, on {on} deliveries/s, ratio {ratio}")
+            figures = {}
+            for key in ("median_deliveries_per_s", "server_cpu_us_per_delivery"):
+                off = median_of(summary[name]["off"], key)
+                on = median_of(summary[name]["on"], key)
+                ratio = round(on / off, 3) if on and off else None
+                figures[key] = {"off": off, "on": on, "ratio_on_to_off": ratio}
+            summary[name]["medians"] = figures
+            rate, cpu = figures["median_deliveries_per_s"], figures["server_cpu_us_per_delivery"]
+            log(
+                f"{name}: deliveries/s off {rate['off']}, on {rate['on']} (ratio "
+                f"{rate['ratio_on_to_off']}); server CPU us per delivery off {cpu['off']}, "
+                f"on {cpu['on']} (ratio {cpu['ratio_on_to_off']})"
+            )
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
     path = out / f"presence-{summary['date'].replace(':', '')}.json"

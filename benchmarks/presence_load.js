@@ -10,10 +10,11 @@
 //   changes to its own list of keys, and is complete when its list has every
 //   client. Prints when the last list was complete, counted from the moment
 //   the first subscribe went out, and the spread over clients.
-// fanout: the clients subscribe, then a sender (on the first URL, not
-//   subscribed) broadcasts --messages messages to the channel, each after the
-//   previous one's ack; prints deliveries per second (every subscriber must
-//   get every message once, in order).
+// fanout: the clients subscribe, print {"ready": true} and wait for a line on
+//   stdin; then a sender (on the first URL, not subscribed) broadcasts
+//   --messages messages to the channel, each after the previous one's ack,
+//   three times; prints deliveries per second (every subscriber must get
+//   every message once, in order).
 //
 // Prints one JSON object on stdout, then keeps its clients until stdin
 // closes. Every wait is bounded (--timeout seconds).
@@ -190,6 +191,9 @@ async function fanout() {
   const sender = clients[N];
   const subs = clients.slice(0, N);
   await Promise.all(subs.map((c) => c.emit("wsio:subscribe", opts.channel)));
+  // subscribed: the caller reads the servers' CPU counters, then says go
+  process.stdout.write(JSON.stringify({ ready: true }) + "\n");
+  await new Promise((resolve) => process.stdin.once("data", resolve));
   const pad = "x".repeat(opts.size);
   const reps = [];
   for (let rep = 0; rep < 3; rep++) {

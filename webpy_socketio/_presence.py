@@ -24,8 +24,7 @@ in no list and gets no event.
 
 Where the members live:
 
-- in this process (:class:`MemoryStore`, no queue configured), with every
-  change sent to the channel's subscribers at once;
+- in this process (:class:`MemoryStore`, no queue configured);
 - in Redis (:class:`RedisStore`) when ``SOCKETIO_MESSAGE_QUEUE`` is a Redis
   URL: per channel a sorted set (socket id -> expiry), a hash (socket id ->
   key and meta) and a version (an epoch and a counter), all in one Redis
@@ -42,11 +41,15 @@ Where the members live:
 
   Each process that has subscribers of a channel keeps a copy of its state
   (a replica), updated from the published changes in the order Redis made
-  them (the version says which ones were missed); the subscribe ack is
-  answered from it, so a subscriber gets exactly the changes after the
-  state it was given. A replica that misses a change (its pub/sub
-  connection was lost) reads the state again and sends it to its
-  subscribers.
+  them (the version says which ones were missed). A replica that misses a
+  change (its pub/sub connection was lost) reads the state again and sends
+  it to its subscribers.
+
+Either way a process's subscribers get the changes from a replica (the
+in-process store feeds one too): those that come within
+:data:`FLUSH_DELAY` of each other go out as one change, and the state a
+subscribe's ack carries is the one delivered so far, so a subscriber gets
+exactly the changes after the state it was given.
 """
 
 from __future__ import annotations
@@ -254,55 +257,76 @@ def _diff(channel: str, joins: dict[str, Any], leaves: dict[str, Any]) -> dict[s
 
 
 class _Channel:
-    __slots__ = ("members", "state")
+    __slots__ = ("members", "state", "epoch", "n")
 
     def __init__(self) -> None:
         self.members: dict[str, Tracking] = {}  # socket id -> its tracking
         self.state = _State()
+        # the version of the changes, as Redis counts them
+        self.epoch = secrets.token_urlsafe(6)
+        self.n = 0
 
 
 class MemoryStore:
-    """The members of every channel, in this process. Changes are sent to
-    the channel's subscribers as they happen."""
+    """The members of every channel, in this process. Each change goes to
+    the channel's replica (the subscribers here) with its version, as a
+    change from Redis would."""
 
     def __init__(self) -> None:
         self._channels: dict[tuple[str, str], _Channel] = {}
         self._lock = threading.Lock()
 
-    def join(self, engine: Any, namespace: str, channel: str, sid: str, tracking: Tracking) -> None:
+    def join(
+        self, engine: Any, namespace: str, channel: str, sid: str, tracking: Tracking
+    ) -> tuple[str, int]:
+        """Track ``sid`` (or update it); the channel's version after it."""
         with self._lock:
             entry = self._channels.setdefault((namespace, channel), _Channel())
             old = entry.members.get(sid)
             if old is not None and old.value == tracking.value:
-                return
+                return entry.epoch, entry.n
             entry.members[sid] = tracking
             leaves = {}
             if old is not None:
                 entry.state.remove(old.ref)
                 leaves = {old.key: [old.wire]}
             entry.state.add(tracking.key, tracking.wire)
-        _send(engine, namespace, channel, _diff(channel, {tracking.key: [tracking.wire]}, leaves))
+            entry.n += 1
+            version = entry.epoch, entry.n
+        diff = _diff(channel, {tracking.key: [tracking.wire]}, leaves)
+        _receive(engine, (namespace, channel), diff, *version)
+        return version
 
     def leave(self, engine: Any, namespace: str, channel: str, sid: str) -> int | None:
         """Remove ``sid``'s meta; return how many metas its key still has
         (None when it was not tracked)."""
+        key = (namespace, channel)
         with self._lock:
-            entry = self._channels.get((namespace, channel))
+            entry = self._channels.get(key)
             old = entry.members.pop(sid, None) if entry is not None else None
             if entry is None or old is None:
                 return None
             entry.state.remove(old.ref)
             remaining = len(entry.state.keys.get(old.key, ()))
-            if not entry.members:
-                del self._channels[(namespace, channel)]
-        _send(engine, namespace, channel, _diff(channel, {}, {old.key: [old.wire]}))
+            entry.n += 1
+            version = entry.epoch, entry.n
+            if not entry.members and key not in _replicas:
+                del self._channels[key]
+        _receive(engine, key, _diff(channel, {}, {old.key: [old.wire]}), *version)
         return remaining
 
-    def snapshot(self, namespace: str, channel: str) -> dict[str, list[dict[str, Any]]]:
-        """The state as subscribers get it (metas with their refs)."""
+    def current(self, namespace: str, channel: str) -> tuple[str, int, dict[str, Any]]:
+        """The channel's version and state, for a new replica (the channel's
+        entry is kept while it has one, so its version goes on)."""
+        with self._lock:
+            entry = self._channels.setdefault((namespace, channel), _Channel())
+            return entry.epoch, entry.n, entry.state.snapshot()
+
+    def forget_if_empty(self, namespace: str, channel: str) -> None:
         with self._lock:
             entry = self._channels.get((namespace, channel))
-            return entry.state.snapshot() if entry is not None else {}
+            if entry is not None and not entry.members:
+                del self._channels[(namespace, channel)]
 
     def read(self, namespace: str, channel: str) -> dict[str, list[dict[str, Any]]]:
         """The state as the application gave it (fresh copies, no refs)."""
@@ -625,10 +649,11 @@ def _redis_failed(what: str, channel: str | None, exc: BaseException) -> None:
 
 
 class _Replica(_State):
-    """A channel's state where its subscribers are. Changes from pub/sub
-    are received in version order into ``pending`` and delivered to the
-    subscribers here together, at most :data:`FLUSH_DELAY` later: a burst
-    of joins then costs each subscriber a few messages, not one per join.
+    """A channel's state where its subscribers are. Changes (from Redis
+    pub/sub, or from the in-process store) are received in version order
+    into ``pending`` and delivered to the subscribers here together, at
+    most :data:`FLUSH_DELAY` later: a burst of joins then costs each
+    subscriber a few messages, not one per join.
     The state (what a subscribe's ack carries) is the one delivered so far,
     so a new subscriber gets exactly the changes after its state."""
 
@@ -683,6 +708,13 @@ class _Replica(_State):
         self.pending.clear()
         self.pending_refs.clear()
         self.cached = None
+
+    def start_from(self, epoch: str, n: int, state: dict[str, list[dict[str, Any]]]) -> None:
+        """Begin at a state (of the in-process store) and its version."""
+        for key, metas in state.items():
+            for meta in metas:
+                self.add(key, meta)
+        self.epoch, self.n, self.delivered = epoch, n, n
 
     def advanced(self) -> None:
         moved, self.moved = self.moved, None
@@ -848,15 +880,44 @@ def on_diff(engine: Any, message: Mapping[str, Any]) -> None:
         return
     if n <= replica.n:
         return  # in the state already
+    _take(engine, key, replica, diff, n)  # type: ignore[arg-type]
+
+
+def _receive(
+    engine: Any, key: tuple[str, str], diff: Mapping[str, Any], epoch: str, n: int
+) -> None:
+    """A change of the in-process store, for the subscribers here."""
+    replica = _replicas.get(key)
+    if replica is not None and replica.epoch == epoch and n > replica.n:
+        _take(engine, key, replica, diff, n)
+
+
+def _batching() -> bool:
+    """Whether this runs in a greenlet of a server (a connection's, the
+    queue listener's): then changes can wait a moment to go out together.
+    In a main greenlet (the in-process test client, a script) they go out
+    at once."""
+    import greenlet
+
+    return greenlet.getcurrent().parent is not None
+
+
+def _take(
+    engine: Any, key: tuple[str, str], replica: _Replica, diff: Mapping[str, Any], n: int
+) -> None:
+    """The next change of a replica, numbered ``n``: pending until the next
+    delivery."""
     refs = _refs(diff)
     if replica.pending_refs & refs:
         # a meta already pending (a leave, then the same meta back): the
         # order matters, so what is pending goes first
-        _flush(engine, key, replica)  # type: ignore[arg-type]
+        _flush(engine, key, replica)
     replica.pending.append(diff)
     replica.pending_refs |= refs
     replica.n = n
-    if replica.flusher is None:
+    if not _batching():
+        _flush(engine, key, replica)
+    elif replica.flusher is None:
         import gevent
 
         replica.flusher = gevent.spawn_later(FLUSH_DELAY, _flush_later, engine, key, replica)
@@ -883,6 +944,9 @@ def _drop_replica(engine: Any, namespace: str, channel: str) -> None:
         del _replicas[(namespace, channel)]
         if replica.flusher is not None:
             replica.flusher.kill(block=False)
+        store = store_of(engine.manager)
+        if isinstance(store, MemoryStore):
+            store.forget_if_empty(namespace, channel)
 
 
 # -- the heartbeat ------------------------------------------------------------------------
@@ -980,8 +1044,7 @@ def _store_join(socket: Any, channel: str, tracking: Tracking) -> tuple[str, int
     engine, namespace, sid = socket._engine, socket.namespace, socket.session_id
     store = store_of(engine.manager)
     if isinstance(store, MemoryStore):
-        store.join(engine, namespace, channel, sid, tracking)
-        return None
+        return store.join(engine, namespace, channel, sid, tracking)
     # recorded first: if Redis does not answer, the heartbeat tracks it
     _local.setdefault((namespace, channel), {})[sid] = tracking.value
     _ensure_beat(engine, store)
@@ -1021,17 +1084,20 @@ def _snapshot(
     engine, namespace, sid = socket._engine, socket.namespace, socket.session_id
     store = store_of(engine.manager)
     if isinstance(store, MemoryStore):
-        state = store.snapshot(namespace, channel)
+        replica = _replicas.get((namespace, channel))
+        if replica is None:
+            replica = _replicas[(namespace, channel)] = _Replica()
+            replica.start_from(*store.current(namespace, channel))
     else:
         replica = _replica(engine, store, namespace, channel)
-        if after is not None:
-            # the join comes back through pub/sub in a moment; a reply
-            # without it would be followed by it, so this is only for a
-            # state that includes the socket itself
-            replica.wait_for(*after, timeout=JOIN_WAIT)
-        if not boundary.has_socket(engine, sid, namespace):
-            return None
-        state = replica.snapshot()
+    if after is not None:
+        # the socket's own join is delivered in a moment (with Redis, once it
+        # came back through pub/sub); a reply without it would be followed
+        # by it, so this is only for a state that includes the socket itself
+        replica.wait_for(*after, timeout=JOIN_WAIT)
+    if not boundary.has_socket(engine, sid, namespace):
+        return None
+    state = replica.snapshot()
     engine.enter_room(sid, room(channel), namespace=namespace)
     return state
 
@@ -1159,8 +1225,7 @@ def _stop(socket: Any, channel: str, sub: Subscription) -> None:
         if sub.tracking is not None:
             _store_leave(socket, channel)
     finally:
-        if not isinstance(store_of(engine.manager), MemoryStore):
-            _drop_replica(engine, namespace, channel)
+        _drop_replica(engine, namespace, channel)
 
 
 # -- reading it ---------------------------------------------------------------------------
