@@ -33,7 +33,7 @@ function parseArgs(argv) {
     warmup: 20,
     duration: 3,
     concurrency: 100,
-    serverPid: 0,
+    serverPid: "",
     serverCpu: -1,
     clientCpu: -1,
     maxInterference: 15,
@@ -76,15 +76,20 @@ function coreBusy(cpu) {
   return f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
 }
 
-function procJiffies(pid) {
-  if (!pid) return 0;
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(f[11]) + Number(f[12]); // utime + stime, all threads
-  } catch (e) {
-    return 0;
+// utime + stime of the server's processes (all threads): "PID" or
+// "PID,PID" (a server with a redis-server of its own on the same core)
+function procJiffies(pids) {
+  let total = 0;
+  for (const pid of String(pids || "").split(",").filter(Boolean)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      total += Number(f[11]) + Number(f[12]);
+    } catch (e) {
+      // gone: counts nothing more
+    }
   }
+  return total;
 }
 
 const HZ = 100; // USER_HZ on Linux

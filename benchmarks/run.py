@@ -65,6 +65,20 @@ def define_servers(our_python: str, compare: list[str] | None = None) -> None:
                 "webpy-socketio",
                 [our_python, str(SERVERS_DIR / "webpy_app.py")],
             ),
+            # channel history on the room: Node's connection state recovery
+            # beside ours in memory and on Redis (a redis-server of its own)
+            "node-csr": (
+                "Node socket.io 4.8, connection state recovery",
+                ["env", "SIO_CSR=1", "node", str(SERVERS_DIR / "node_sio.js")],
+            ),
+            "webpy-history": (
+                "webpy-socketio, history in memory",
+                ["env", "WSIO_BENCH_HISTORY=1", our_python, str(SERVERS_DIR / "webpy_app.py")],
+            ),
+            "webpy-history-redis": (
+                "webpy-socketio, history on Redis",
+                ["env", "WSIO_BENCH_HISTORY=1", our_python, str(SERVERS_DIR / "webpy_app.py")],
+            ),
             # the same, with the room's subscribers tracked (presence)
             "webpy-presence": (
                 "webpy-socketio, presence on",
@@ -177,6 +191,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: servers that get a redis-server of their own (on the server core too:
+#: its CPU is part of what serving costs), as WSIO_BENCH_QUEUE
+NEEDS_REDIS = {"webpy-history-redis"}
+
+
 class Server:
     """One benchmark server, pinned to the server core."""
 
@@ -184,10 +203,13 @@ class Server:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.redis: subprocess.Popen | None = None
         cmd = ["taskset", "-c", cpu, *SERVERS[name][1], str(self.port)]
         self.log_path = logdir / f"{name}-{self.port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         env = dict(os.environ, PYTHONUNBUFFERED="1", PORT=str(self.port))
+        if name in NEEDS_REDIS:
+            env["WSIO_BENCH_QUEUE"] = self._start_redis(cpu)
         env["NODE_PATH"] = str(BENCH / "node_modules")
         self.proc = subprocess.Popen(
             cmd,
@@ -211,9 +233,44 @@ class Server:
                 raise RuntimeError(f"{name} did not listen within 30 s")
             time.sleep(0.05)
 
+    def _start_redis(self, cpu: str) -> str:
+        port = free_port()
+        self.redis = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                cpu,
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                return f"redis://127.0.0.1:{port}/0"
+            if time.monotonic() > deadline or self.redis.poll() is not None:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def pids(self) -> str:
+        """The processes whose CPU is the server's, for loadgen.js."""
+        extra = [] if self.redis is None else [self.redis.pid]
+        return ",".join(str(p) for p in [self.proc.pid, *extra])
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -225,6 +282,9 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(5)
         self._log.close()
 
 
@@ -235,7 +295,7 @@ def node_env() -> dict[str, str]:
 def loadgen(args: argparse.Namespace, server: Server, mode: str, **options: Any) -> dict:
     """Run loadgen.js pinned to the client core; return its JSON."""
     cmd = ["taskset", "-c", args.client_cpu, "node", str(BENCH / "loadgen.js")]
-    cmd += ["--url", server.url, "--mode", mode, "--server-pid", str(server.pid)]
+    cmd += ["--url", server.url, "--mode", mode, "--server-pid", server.pids]
     cmd += ["--server-cpu", args.server_cpu, "--client-cpu", args.client_cpu]
     cmd += ["--max-interference", str(args.max_interference)]
     # past most of the time budget, disturbed repetitions are no longer

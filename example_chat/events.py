@@ -11,7 +11,9 @@ Channels:
 - ``lobby``: the rooms list page, kept up to date with member counts.
 
 Every message the server sends has a ``type``: ``history``, ``chat``,
-``system``, ``notice`` or ``rooms``.
+``system``, ``notice`` or ``rooms``. Room channels keep a history
+(``SOCKETIO_HISTORY`` in settings.py): a page that reconnects gets what it
+missed, in order; the stored messages (SQLite) carry an ``id``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import re
 from typing import Any
 
 from webpy_socketio import Denied, presence
-from webpy_socketio.events import on_connect, on_message, on_subscribe, on_unsubscribe
+from webpy_socketio.events import on, on_connect, on_message, on_subscribe, on_unsubscribe
 
 import model
 
@@ -119,8 +121,12 @@ def join(request, socket, context, channel):
     # tracked once every handler agreed; the room's pages see the join
     socket.track(channel, key, {"name": name, "owner": context["owner"]})
     # the socket enters the channel once every handler agreed, so the
-    # newcomer gets its copies through send_and_broadcast_channel's own send
-    socket.send({"type": "history", "messages": model.recent_messages(room_id)})
+    # newcomer gets its copies through send_and_broadcast_channel's own send.
+    # A page coming back from a lost connection subscribes since the last
+    # message it saw: the channel's history replays what it missed, so it
+    # needs no snapshot (it asks for one, "recent", if the history cannot).
+    if socket.since(channel) is None:
+        socket.send({"type": "history", "messages": model.recent_messages(room_id)})
     if not tabs:  # a second tab of the same person is no news
         socket.send_and_broadcast_channel(
             model.add_message(room_id, "system", f"{name} joined"), channel
@@ -139,6 +145,16 @@ def leave(request, socket, context, channel):
     name = context["name"]
     socket.broadcast_channel(model.add_message(room_id, "system", f"{name} left"), channel)
     socket.broadcast_channel(rooms_message(), LOBBY)
+
+
+@on("recent", channel="^room-")
+def recent(request, socket, context, room):
+    """The room's last messages, for a page whose gap the history could not
+    fill (``wsio:recovery-failed``)."""
+    channel = room_channel(room) if isinstance(room, int) else None
+    if channel is None or channel not in socket.channels:
+        return {"ok": False, "error": "Join the room first."}
+    return {"ok": True, "messages": model.recent_messages(room)}
 
 
 @on_message(channel="^room-")

@@ -89,12 +89,16 @@ def add_message(room_id: int, kind: str, text: str, name: str | None = None) -> 
     """Store a message (``kind`` is chat, system or notice); return it as
     the page receives it."""
     created = now()
-    db.insert("messages", room_id=room_id, kind=kind, name=name, text=text, created=created)
-    return wire(kind, text, name, created)
+    message_id = db.insert(
+        "messages", room_id=room_id, kind=kind, name=name, text=text, created=created
+    )
+    return wire(int(message_id), kind, text, name, created)
 
 
-def wire(kind: str, text: str, name: str | None, created: str) -> dict[str, Any]:
-    message = {"type": kind, "text": text, "time": created}
+def wire(message_id: int, kind: str, text: str, name: str | None, created: str) -> dict[str, Any]:
+    # the id lets a page that got a message twice (its snapshot, then the
+    # replay of what it missed) show it once
+    message = {"id": message_id, "type": kind, "text": text, "time": created}
     if name is not None:
         message["name"] = name
     return message
@@ -109,4 +113,4 @@ def recent_messages(room_id: int, limit: int = 50) -> list[dict[str, Any]]:
         order="id DESC",
         limit=limit,
     )
-    return [wire(r.kind, r.text, r.name, r.created) for r in reversed(list(rows))]
+    return [wire(r.id, r.kind, r.text, r.name, r.created) for r in reversed(list(rows))]

@@ -42,6 +42,11 @@ SOCKETIO_PRESENCE = ["^room-"]
 # SOCKETIO_PRESENCE_TIMEOUT = 15
 # SOCKETIO_PRESENCE_MAX_META_BYTES = 2048
 
+# Room channels keep their last messages, so a page that loses its
+# connection (Wi-Fi, a reload of the server) gets what it missed when it
+# is back, in order and once. SQLite stays the store of record.
+SOCKETIO_HISTORY = {"^room-": {"size": 200, "ttl": 3600}}
+
 # Engine.IO heartbeat, in seconds.
 # SOCKETIO_PING_INTERVAL = 25
 # SOCKETIO_PING_TIMEOUT = 20

@@ -42,11 +42,17 @@ class Person:
         self.context.set_default_timeout(WAIT_MS)
         self.page = self.context.new_page()
         self.problems: list[str] = []
+        #: set to 0 by a test that takes the page offline; counts the
+        #: requests that failed for it
+        self.offline_seen: int | None = None
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
 
     def _console(self, message: Any) -> None:
         if message.type == "error":
+            if self.offline_seen is not None and "ERR_INTERNET_DISCONNECTED" in message.text:
+                self.offline_seen += 1  # a test cut the network: expected
+                return
             self.problems.append(f"console error: {message.text}")
 
     def join(self, room_id: int, name: str) -> None:
@@ -278,3 +284,33 @@ def test_a_notice_on_a_phone_leaves_the_title_and_leave_button_visible(people):
     # and Leave still takes the click (nothing lies on top of it)
     phone.page.click("#leave", timeout=3000)
     phone.page.wait_for_selector("#join:not([hidden])")
+
+
+def test_a_page_offline_for_five_seconds_misses_nothing(people, chat):
+    # Chromium's network is cut for 5 s while someone else sends 20
+    # messages: back online, the page reconnects, the room's history fills
+    # the gap, and each message shows once, in order
+    status, headers, _ = chat.request("/", data={"name": "Offline test"})
+    assert status == 303
+    room = int(headers["Location"].rsplit("/", 1)[1])
+    away, here = people(), people()
+    away.joined(room, "Away")
+    here.joined(room, "Here")
+    away.expect_member("Here")
+    away.offline_seen = 0
+    away.context.set_offline(True)
+    sent = [f"while away {n:02d}" for n in range(20)]
+    for text in sent:
+        here.say(text)
+        here.expect_text(text)
+    away.page.wait_for_timeout(5000)
+    away.context.set_offline(False)
+    # its next reconnection attempt may be up to the client's longest
+    # back-off (5 s) away
+    away.page.locator("#messages .text", has_text=sent[-1]).first.wait_for(timeout=20000)
+    shown = [t for t in away.texts() if t.startswith("while away")]
+    assert shown == sent
+    # the page did lose its connection: its reconnection attempts failed
+    # while it was offline
+    assert away.offline_seen
+    away.page.screenshot(path=str(SCREENSHOTS / "chat-after-offline.png"))

@@ -44,6 +44,8 @@ def agent() -> Iterator[NodeAgent]:
 
 
 def join(agent: NodeAgent, chat: ProjectServer, who: str, room: int, transport="websocket"):
+    """Connect and subscribe to the room; the reply (rooms keep history: it
+    carries the channel's position too)."""
     agent.connect(who, chat.url, transport, auth={"name": who})
     return agent.call("subscribe", who, channel=f"room-{room}")
 

@@ -83,6 +83,22 @@ def test_out_of_band_sends_are_numbered_too(relay):
     assert positions(bob) == [({"notice": 1}, 1), ({"notice": 2}, 2)]
 
 
+def test_out_of_band_to_nobody_is_recorded_and_says_so(relay):
+    from webpy_socketio import NoSocket
+
+    ack = SocketIOTestClient().subscribe("room-2")  # gone again below
+    SocketIOTestClient().send("warm-up")
+    from webpy_socketio import clients
+
+    for client in list(clients.CLIENTS.values()):
+        client.socket.unsubscribe("room-2")
+    with pytest.raises(NoSocket, match="in its history"):
+        broadcast_channel({"notice": "while away"}, "room-2")
+    back = SocketIOTestClient()
+    assert back.subscribe("room-2", since=ack)["recovered"] is True
+    assert positions(back) == [({"notice": "while away"}, 1)]
+
+
 def test_resubscribe_with_since_replays_in_order_and_then_goes_on(relay):
     alice, bob = SocketIOTestClient(), SocketIOTestClient()
     alice.subscribe("room-1")

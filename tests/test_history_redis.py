@@ -180,3 +180,39 @@ def test_a_worker_killed_behind_nginx_loses_nothing(redis, agent):
             if len([e for e in agent.events if e["client"] == c and e["event"] == "connect"]) > 1
         ]
         assert reconnected == placed[1]  # the killed worker's clients did come back
+
+
+def test_history_through_a_sentinel_url(redis, agent):
+    # the queue URL names a Redis Sentinel: history's scripts run on the
+    # master it reports, as the queue's publishes do
+    from support import Process, free_port, output_dir, wait_port
+
+    port = free_port()
+    folder = output_dir("redis") / f"sentinel-{port}"
+    folder.mkdir(parents=True, exist_ok=True)
+    conf = folder / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {folder}\n"
+        f"sentinel monitor wsio 127.0.0.1 {redis.port} 1\n"
+    )
+    sentinel = Process(["redis-server", str(conf), "--sentinel"], folder / "sentinel.log")
+    try:
+        wait_port(port, proc=sentinel.proc, timeout=10)
+        env = {
+            "WSIO_SETTINGS_MODULE": "history_settings",
+            "WSIO_TEST_QUEUE": f"redis+sentinel://127.0.0.1:{port}/0/wsio",
+        }
+        with contextlib.ExitStack() as cleanup:
+            servers = []
+            for tag in ("A", "B"):
+                servers.append(AppServer("history_app.py", f"history-sentinel-{tag}", env))
+                cleanup.callback(servers[-1].stop)
+            agent.connect("rx", servers[1].url, "websocket")
+            assert agent.call("subscribe", "rx", channel="room-sentinel")["ok"]
+            for n in range(20):
+                get(f"{servers[n % 2].url}/oob/room-sentinel?n={n}")
+            assert_all_once_in_order(agent, "rx", 20)
+        keys = redis_cli(redis, "KEYS", "wsio:h:*room-sentinel*")
+        assert ":stream" in keys and ":offset" in keys, keys
+    finally:
+        sentinel.stop()

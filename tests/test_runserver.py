@@ -900,7 +900,7 @@ def test_channel_history_survives_reloads(project: Path, agent: NodeAgent):
                     status, body = server.request(f"/say/room-live?n={n}")
                 except OSError as exc:  # the connection failed: not sent
                     status, body = 0, str(exc)
-                if status == 200 and json.loads(body)["sent"]:
+                if status == 200:  # sent, or recorded in the history
                     break
                 assert time.monotonic() < deadline, (n, status, body)
                 time.sleep(0.02)

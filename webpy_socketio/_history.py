@@ -892,64 +892,92 @@ def publish_write_only(
     store.append(namespace, channel, rule, event, args, None)
 
 
+class Hold:
+    """While a socket subscribes to a history channel, what is sent to it
+    waits (the engine holds it): the replay of what it missed goes out
+    first, then what waited, minus the live messages the replay covered.
+    The dispatcher holds from before the ``on_subscribe`` handlers, so what
+    they send (a greeting, which is newer) comes after the replay too."""
+
+    def __init__(self, socket: Any) -> None:
+        self.engine = socket._engine
+        self.eio_sid = self.engine.manager.eio_sid_from_sid(socket.session_id, socket.namespace)
+        self.owner = self.engine.hold(self.eio_sid)
+        #: the channel joined and the last offset the replay or the ack covered
+        self.channel: str | None = None
+        self.last = 0
+
+    def __enter__(self) -> Hold:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        channel, last = self.channel, self.last
+        self.engine.release(
+            self.eio_sid,
+            self.owner,
+            drop=(lambda args: _covered(args, channel, last)) if channel else None,
+        )
+
+    def replay(self, packet: Any) -> None:
+        # straight to the socket, ahead of what is held; if something else
+        # holds it (a subscribe from on_connect), behind what that holds
+        if self.owner:
+            self.engine.deliver_packet(self.eio_sid, packet)
+        else:
+            self.engine._send_packet(self.eio_sid, packet)
+
+
 def join(
-    socket: Any, channel: str, rule: Policy, since: Position | None, sids: list[str]
+    socket: Any,
+    channel: str,
+    rule: Policy,
+    since: Position | None,
+    sids: list[str],
+    hold: Hold | None = None,
 ) -> dict[str, Any]:
     """Subscribe ``socket`` to a history channel, replay what it missed
-    after ``since``, and return the ack's position fields.
-
-    Nothing else reaches the socket between its joining and the end of the
-    replay (the engine holds it): live messages that the replay already
-    covered are dropped, the others follow it in order."""
+    after ``since``, and return the ack's position fields (see
+    :class:`Hold` for the order of what the socket gets)."""
+    if hold is None:
+        with Hold(socket) as own:
+            return join(socket, channel, rule, since, sids, own)
     engine = socket._engine
     namespace = socket.namespace
     store = store_of(engine.manager)
-    eio_sid = engine.manager.eio_sid_from_sid(socket.session_id, namespace)
-    owner = engine.hold(eio_sid)
-    last = 0
-    try:
-        socket._join(channel)
-        if isinstance(store, RedisStore) and (namespace, channel) not in _sequencers:
-            current = store.position(namespace, channel, rule)
-            _sequencers[(namespace, channel)] = Sequencer(
-                store, namespace, channel, current, _local_deliver(engine, namespace, channel)
-            )
-        if since is None:
-            current = store.position(namespace, channel, rule)
-            last = current.offset
-            return {"epoch": current.epoch, "offset": current.offset}
-        recovery = store.recover(namespace, channel, rule, since)
-        last = recovery.position.offset if recovery.recovered else last
-        skip = set(sids) | {socket.session_id}
-        from socketio.packet import EVENT
+    socket._join(channel)
+    hold.channel = channel
+    if isinstance(store, RedisStore) and (namespace, channel) not in _sequencers:
+        current = store.position(namespace, channel, rule)
+        _sequencers[(namespace, channel)] = Sequencer(
+            store, namespace, channel, current, _local_deliver(engine, namespace, channel)
+        )
+    if since is None:
+        current = store.position(namespace, channel, rule)
+        hold.last = current.offset
+        return {"epoch": current.epoch, "offset": current.offset}
+    recovery = store.recover(namespace, channel, rule, since)
+    hold.last = recovery.position.offset
+    skip = set(sids) | {socket.session_id}
+    from socketio.packet import EVENT
 
-        # straight to the socket, ahead of what is held; if something else
-        # holds it (a subscribe from on_connect), behind that
-        send = engine.deliver_packet if owner else engine._send_packet
-        for entry in recovery.entries:
-            if entry.skip in skip:
-                continue  # the client's own message, which it did not get either
-            meta = position_argument(namespace, channel, recovery.position.epoch, entry.offset)
-            send(
-                eio_sid,
-                engine.packet_class(
-                    EVENT, data=[entry.event, *entry.args, meta], namespace=namespace
-                ),
-            )
-        reply: dict[str, Any] = {
-            "epoch": recovery.position.epoch,
-            "offset": recovery.position.offset,
-            "recovered": recovery.recovered,
-        }
-        if not recovery.recovered:
-            reply["reason"] = recovery.reason
-            last = recovery.position.offset
-        return reply
-    finally:
-        engine.release(eio_sid, owner, drop=lambda args: _covered(args, channel, last))
+    for entry in recovery.entries:
+        if entry.skip in skip:
+            continue  # the client's own message, which it did not get either
+        meta = position_argument(namespace, channel, recovery.position.epoch, entry.offset)
+        hold.replay(
+            engine.packet_class(EVENT, data=[entry.event, *entry.args, meta], namespace=namespace)
+        )
+    reply: dict[str, Any] = {
+        "epoch": recovery.position.epoch,
+        "offset": recovery.position.offset,
+        "recovered": recovery.recovered,
+    }
+    if not recovery.recovered:
+        reply["reason"] = recovery.reason
+    return reply
 
 
-def _covered(args: Any, channel: str, last: int) -> bool:
+def _covered(args: Any, channel: str | None, last: int) -> bool:
     """Whether a held event (its argument list) is a message of ``channel``
     at or before ``last``."""
     if not isinstance(args, list) or not args:

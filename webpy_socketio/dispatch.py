@@ -237,6 +237,23 @@ class Dispatcher:
                 **(self._position(client, channel, rule) if rule else {}),
                 **_presence.joined(client.socket, channel),
             }
+        if rule is None:
+            return self._subscribe(client, channel, since)
+        # a channel with history: what the socket is sent from here on
+        # (also by the handlers) waits until the replay is out
+        with _history.Hold(client.socket) as hold:
+            if since is not None:
+                client.socket._since[channel] = since[0].as_dict()
+            return self._subscribe(client, channel, since, rule, hold)
+
+    def _subscribe(
+        self,
+        client: Client,
+        channel: str,
+        since: tuple[Any, list[str]] | None,
+        rule: Any = None,
+        hold: Any = None,
+    ) -> dict[str, Any]:
         try:
             # on a re-subscribe too (a reconnect): the client may have lost
             # the right, and a refused one gets nothing from the history
@@ -244,6 +261,8 @@ class Dispatcher:
         except Denied as exc:
             _presence.refused(client.socket, channel)  # in no list, sees none
             return {"ok": False, "error": exc.reason or "subscription refused"}
+        finally:
+            client.socket._since.pop(channel, None)
         if not boundary.has_socket(self.engine, client.socket.session_id, client.socket.namespace):
             _presence.refused(client.socket, channel)
             return {"ok": False, "error": "not connected"}  # it closed while the handlers ran
@@ -256,7 +275,10 @@ class Dispatcher:
                 reply.update(recovered=False, reason=_history.NO_HISTORY)
         else:
             position, sids = since if since is not None else (None, [])
-            reply = {"ok": True, **_history.join(client.socket, channel, rule, position, sids)}
+            reply = {
+                "ok": True,
+                **_history.join(client.socket, channel, rule, position, sids, hold),
+            }
         # a presence channel: tracked now, and the ack carries the state
         reply.update(_presence.joined(client.socket, channel))
         return reply

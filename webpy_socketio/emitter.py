@@ -166,21 +166,27 @@ def broadcast_channel(
     """Send ``message`` to every socket subscribed to ``channel``.
 
     :param event: the Socket.IO event name; ``"message"`` by default.
-    :raises NoSocket: without a queue, when nobody here is subscribed.
+    :raises NoSocket: without a queue, when nobody here is subscribed (a
+        channel with history has recorded the message all the same).
     :raises InvalidChannel: for a name that is not a valid channel.
     """
     channels.validate(channel)
     target = _through_queue()
+    nobody = None
     if target is None:
         reason = f"There are no sockets subscribed to channel {channel!r}{_in(namespace)}"
         target = _local_engine_or_raise(reason)
-        if not channels.members(target, channel, namespace) and _history.policy(channel) is None:
-            # (a channel with history records it for whoever comes back)
-            raise NoSocket(f"{reason}.")
+        if not channels.members(target, channel, namespace):
+            if _history.policy(channel) is None:
+                raise NoSocket(f"{reason}.")
+            # recorded all the same, for those who come back
+            nobody = NoSocket(f"{reason} (the message is in its history).")
     if isinstance(target, Emitter):
         target.broadcast_channel(message, channel, event, namespace=namespace)
     else:
         _history.send_to_channels(target, namespace, [channel], event, [_payload(message)], None)
+    if nobody is not None:
+        raise nobody
 
 
 def history(

@@ -44,6 +44,8 @@ class Socket:
         self._engine = engine
         # the channels joined through subscribe(), in order (see channels)
         self._joined: dict[str, None] = {}
+        # channel -> the position a subscribe being handled recovers from
+        self._since: dict[str, dict[str, Any]] = {}
         # channel -> its presence (webpy_socketio._presence.Subscription)
         self._presence: dict[str, Any] = {}
 
@@ -173,6 +175,14 @@ class Socket:
         # a presence channel: the socket is tracked, and gets the state as an event
         _presence.joined(self, channel, ack=False)
         return result
+
+    def since(self, channel: str) -> dict[str, Any] | None:
+        """While ``on_subscribe`` handlers run: the position the client
+        subscribes since (``{"epoch", "offset"}``, a reconnect that the
+        channel's history will fill), or None for a plain subscribe. A
+        handler that sends the newcomer its own snapshot of the channel can
+        skip it then: the history replays what was missed."""
+        return self._since.get(channel)
 
     def _join(self, channel: str) -> None:
         self._engine.enter_room(self.session_id, _channels.room(channel), namespace=self.namespace)

@@ -23,6 +23,10 @@ import web  # noqa: E402
 from webpy_socketio import SocketIOServer, configure, on, socketio_urls  # noqa: E402
 
 configure(SOCKETIO_MESSAGE_LOG_FORMAT=None)
+# variants measured beside the default (benchmarks/run.py sets these):
+# channel history on the benchmark's room, in memory or on Redis
+if os.environ.get("WSIO_BENCH_HISTORY"):
+    configure(SOCKETIO_HISTORY={"^bench$": {"size": 200, "ttl": 600}})
 if os.environ.get("WSIO_BENCH_PRESENCE"):
     configure(SOCKETIO_PRESENCE=["^bench"])
 if os.environ.get("WSIO_BENCH_QUEUE"):

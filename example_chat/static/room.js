@@ -37,9 +37,17 @@
     return item;
   }
 
+  // the id of the last stored message shown: one a page gets twice (its
+  // snapshot, then the channel's replay) is shown once
+  var lastId = 0;
+
   function addMessages(list) {
     var atBottom = messages.scrollHeight - messages.scrollTop - messages.clientHeight < 40;
-    list.forEach(function (msg) { messages.append(messageItem(msg)); });
+    list = list.filter(function (msg) { return !(msg.id <= lastId); });
+    list.forEach(function (msg) {
+      if (msg.id) { lastId = msg.id; }
+      messages.append(messageItem(msg));
+    });
     if (atBottom || list.length > 1) { messages.scrollTop = messages.scrollHeight; }
   }
 
@@ -63,6 +71,7 @@
     switch (msg.type) {
       case "history":
         messages.replaceChildren();
+        lastId = 0;
         addMessages(msg.messages);
         break;
       case "notice":
@@ -107,6 +116,13 @@
     socket.on("message", onMessage);
     var presence = socket.presence(channel);
     presence.onSync(function () { showMembers(presence); });
+    // back from a lost connection, the room's history could not fill the
+    // gap (too long away, the server lost it): show the stored messages
+    socket.on("wsio:recovery-failed", function () {
+      socket.emit("recent", roomId, function (reply) {
+        if (reply && reply.ok) { onMessage({ type: "history", messages: reply.messages }); }
+      });
+    });
     socket.once("connect", function () {
       socket.subscribe(channel).then(function (reply) {
         if (reply.ok) { showChat(true); } else { leave(reply.error); }

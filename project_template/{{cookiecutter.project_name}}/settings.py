@@ -53,9 +53,10 @@ SOCKETIO_PRESENCE = {{ '["^room-"]  # the chat rooms' if cookiecutter.variant ==
 # SOCKETIO_PING_TIMEOUT = 20
 
 # Channels that keep their last messages, so that a page that reconnects
-# gets what it missed: {"^room-": {"size": 200, "ttl": 600}} (messages
-# kept, seconds kept). None: no history.
+# gets what it missed, in order (messages kept, seconds kept). The default is
+# None (no history); here the room-* channels keep theirs.
 # SOCKETIO_HISTORY = None
+SOCKETIO_HISTORY = {"^room-": {"size": 200, "ttl": 3600}}
 
 # Close a connection that has joined no namespace this many seconds after
 # its handshake; None: no limit.

@@ -20,7 +20,13 @@ import sys  # noqa: E402
 
 import web  # noqa: E402
 
-from webpy_socketio import SocketIOServer, broadcast_channel, history, socketio_urls  # noqa: E402
+from webpy_socketio import (  # noqa: E402
+    NoSocket,
+    SocketIOServer,
+    broadcast_channel,
+    history,
+    socketio_urls,
+)
 from webpy_socketio import clients as registry  # noqa: E402
 from webpy_socketio.events import on_message  # noqa: E402
 
@@ -36,7 +42,10 @@ def relay(request, socket, context, message):
 
 class Oob:
     def GET(self, channel):
-        broadcast_channel({"n": int(web.input(n="0").n)}, channel)
+        try:
+            broadcast_channel({"n": int(web.input(n="0").n)}, channel)
+        except NoSocket:
+            return "recorded"  # nobody here now; in the channel's history
         return "sent"
 
 

@@ -2,7 +2,10 @@
 
 The page connects with ``io({auth: {name}})``, subscribes to the channel
 ``room-<room>`` and sends ``{"room": ..., "text": ...}`` messages. Every
-message the server sends has a ``type``: ``chat`` or ``system``.
+message the server sends has a ``type``: ``chat``, ``system`` or
+``history``. Room channels keep their last messages (``SOCKETIO_HISTORY``
+in settings.py): a newcomer gets them, and a page that reconnects gets what
+it missed, in order.
 
 Who is in a room is the channel's presence (``SOCKETIO_PRESENCE`` in
 settings.py): one key per name, one meta per tab, shared by every server
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 
-from webpy_socketio import Denied, presence
+from webpy_socketio import Denied, history, presence
 from webpy_socketio.events import on_connect, on_message, on_subscribe, on_unsubscribe
 
 MAX_NAME = 24
@@ -57,6 +60,11 @@ def join(request, socket, context, channel):
         raise Denied(f"The name {name} is taken in this room; choose another one.")
     # tracked once every handler agreed: the room's pages see the join
     socket.track(channel, key, {"name": name, "owner": context["owner"]})
+    if socket.since(channel) is None:
+        # a newcomer: the room's last messages (a page coming back from a
+        # lost connection gets what it missed from the history instead)
+        recent = [m["data"] for m in history(channel, limit=50).messages]
+        socket.send({"type": "history", "messages": recent})
     if not tabs:  # another tab of the same person is no news
         # the socket enters the channel once every handler agreed, so the
         # newcomer gets this through send_and_broadcast_channel's own send

@@ -105,9 +105,21 @@
       $("join-error").textContent = (reply && reply.error) || "You left the room.";
       leave();
     });
-    socket.on("message", addMessage);
     var presence = socket.presence("room-" + room);
     presence.onSync(function () { showMembers(presence); });
+    socket.on("message", function (msg) {
+      if (msg.type === "history") {
+        $("messages").replaceChildren();
+        msg.messages.forEach(addMessage);
+      } else {
+        addMessage(msg);
+      }
+    });
+    // back from a lost connection, the room's history could not cover the
+    // gap (away too long, the server restarted): say so
+    socket.on("wsio:recovery-failed", function () {
+      addMessage({ type: "system", text: "Some messages were missed while you were away." });
+    });
   });
 
   composer.addEventListener("submit", function (event) {

@@ -105,3 +105,22 @@ def test_bad_messages_are_refused_and_not_relayed(join, message, error):
     bob.get_messages()
     assert ada.send(message) == {"ok": False, "error": error}
     assert bob.get_messages() == []
+
+
+def test_a_newcomer_gets_the_last_messages_and_a_returning_page_what_it_missed(join):
+    ada = join("ada", room="history")
+    ada.send({"room": "history", "text": "before bob"})
+    bob = join("bob", room="history")
+    (snapshot,) = of_type(bob.get_messages(), "history")
+    assert {"type": "chat", "name": "ada", "text": "before bob"} in snapshot["messages"]
+    # bob's page loses its connection; ada talks meanwhile
+    position = bob.subscribe("room-history")  # where bob's page is
+    bob.disconnect()
+    ada.send({"room": "history", "text": "while bob was away"})
+    back = SocketIOTestClient(auth={"name": "bob"})
+    reply = back.subscribe("room-history", since=position)
+    assert reply["recovered"] is True
+    texts = [m.get("text") for m in back.get_messages()]
+    assert "while bob was away" in texts
+    assert not of_type([m for m in back.get_messages()], "history")  # no snapshot: a replay
+    back.disconnect()
