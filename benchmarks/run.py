@@ -79,6 +79,11 @@ def define_servers(our_python: str, compare: list[str] | None = None) -> None:
                 "webpy-socketio, history on Redis",
                 ["env", "WSIO_BENCH_HISTORY=1", our_python, str(SERVERS_DIR / "webpy_app.py")],
             ),
+            # the same, with the room's subscribers tracked (presence)
+            "webpy-presence": (
+                "webpy-socketio, presence on",
+                ["env", "WSIO_BENCH_PRESENCE=1", our_python, str(SERVERS_DIR / "webpy_app.py")],
+            ),
         }
     )
     for item in compare or []:

@@ -13,6 +13,7 @@ monkey.patch_all()
 import base64
 import hmac
 import os
+import secrets
 import sys
 from urllib.parse import urlsplit
 
@@ -119,22 +120,26 @@ def lobby_update() -> None:
 # -- pages ---------------------------------------------------------------------------
 
 
+def rooms_with_counts() -> list:
+    return events.with_counts(model.rooms())
+
+
 class Rooms:
     def GET(self):
-        return render("rooms.html", rooms=model.rooms(), error=None, name="")
+        return render("rooms.html", rooms=rooms_with_counts(), error=None, name="")
 
     def POST(self):
         name = events.clean_text(web.input(name="").name, MAX_ROOM_NAME)
         if name is None:
             web.ctx.status = "400 Bad Request"
             error = f"A room name has 1 to {MAX_ROOM_NAME} characters."
-            return render("rooms.html", rooms=model.rooms(), error=error, name="")
+            return render("rooms.html", rooms=rooms_with_counts(), error=error, name="")
         try:
             room_id = model.create_room(name)
         except model.RoomExists:
             web.ctx.status = "409 Conflict"
             error = f"There is already a room called {name}."
-            return render("rooms.html", rooms=model.rooms(), error=error, name=name)
+            return render("rooms.html", rooms=rooms_with_counts(), error=error, name=name)
         lobby_update()
         raise web.seeother(f"/rooms/{room_id}")
 
@@ -144,6 +149,16 @@ class Room:
         room = model.room(int(room_id))
         if room is None:
             raise web.notfound(render("missing.html"))
+        if not web.cookies().get(events.VISITOR_COOKIE):
+            # this browser's tabs share it: one person in the members list
+            web.setcookie(
+                events.VISITOR_COOKIE,
+                secrets.token_urlsafe(16),
+                expires=30 * 86400,
+                httponly=True,
+                path="/",
+                samesite="Lax",
+            )
         return render("room.html", room=room, max_name=events.MAX_NAME)
 
 

@@ -3,22 +3,26 @@
 Channels:
 
 - ``room-<id>``: a chat room. The page connects with
-  ``io({auth: {name}})`` and subscribes; the name must be free in that room.
-  It then sends ``{"room": id, "text": ...}`` messages.
+  ``io({auth: {name}})`` and subscribes; the name must be free in that room
+  (or be this browser's: two tabs of one person are one member). It then
+  sends ``{"room": id, "text": ...}`` messages. Who is in the room is the
+  channel's presence (``SOCKETIO_PRESENCE`` in settings.py): one key per
+  name, one meta per tab, kept across every server process.
 - ``lobby``: the rooms list page, kept up to date with member counts.
 
 Every message the server sends has a ``type``: ``history``, ``chat``,
-``system``, ``notice``, ``members`` or ``rooms``. Room channels keep a
-history (``SOCKETIO_HISTORY`` in settings.py): a page that reconnects gets
-what it missed, in order; the stored messages (SQLite) carry an ``id``.
+``system``, ``notice`` or ``rooms``. Room channels keep a history
+(``SOCKETIO_HISTORY`` in settings.py): a page that reconnects gets what it
+missed, in order; the stored messages (SQLite) carry an ``id``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
-from webpy_socketio import Denied
+from webpy_socketio import Denied, presence
 from webpy_socketio.events import on, on_connect, on_message, on_subscribe, on_unsubscribe
 
 import model
@@ -27,6 +31,8 @@ MAX_NAME = 24
 MAX_TEXT = 1000
 LOBBY = "lobby"
 ROOM_CHANNEL = re.compile(r"^room-(\d{1,9})$")
+#: the cookie that tells one browser from another (set by the room page)
+VISITOR_COOKIE = "chat_visitor"
 
 
 def clean_text(value: Any, limit: int) -> str | None:
@@ -44,14 +50,26 @@ def room_channel(room_id: int) -> str:
     return f"room-{room_id}"
 
 
-def members_message(room_id: int) -> dict[str, Any]:
-    return {"type": "members", "members": model.members(room_id)}
+def member_key(name: str) -> str:
+    """The presence key of a name: one per room, whatever its case."""
+    return name.casefold()
 
 
-def rooms_message() -> dict[str, Any]:
+def with_counts(rooms: list[Any], joining: int | None = None) -> list[Any]:
+    """The rooms with ``members``: how many people are in each (``joining``:
+    a room someone is entering, not in its presence yet)."""
+    for room in rooms:
+        room.members = len(presence(room_channel(room.id))) + (room.id == joining)
+    return rooms
+
+
+def rooms_message(joining: int | None = None) -> dict[str, Any]:
     return {
         "type": "rooms",
-        "rooms": [{"id": r.id, "name": r.name, "members": r.members} for r in model.rooms()],
+        "rooms": [
+            {"id": r.id, "name": r.name, "members": r.members}
+            for r in with_counts(model.rooms(), joining)
+        ],
     }
 
 
@@ -71,6 +89,10 @@ def remember_name(request, socket, context):
     if name is None:
         raise Denied(f"Choose a name of 1 to {MAX_NAME} characters.")
     context["name"] = name
+    # who holds a name: this browser (its cookie), else this connection;
+    # published with each member, so only a digest of it
+    visitor = request.cookies.get(VISITOR_COOKIE) or socket.session_id
+    context["owner"] = hashlib.sha256(visitor.encode()).hexdigest()[:16]
 
 
 @on_subscribe
@@ -92,10 +114,12 @@ def join(request, socket, context, channel):
     name = context.get("name")
     if name is None:
         raise Denied("Choose a name before you join.")
-    try:
-        model.add_member(room_id, name, socket.session_id)
-    except model.NameTaken:
-        raise Denied(f"Someone called {name} is already here; choose another name.") from None
+    key = member_key(name)
+    tabs = presence(channel).get(key, [])
+    if any(tab.get("owner") != context["owner"] for tab in tabs):
+        raise Denied(f"Someone called {name} is already here; choose another name.")
+    # tracked once every handler agreed; the room's pages see the join
+    socket.track(channel, key, {"name": name, "owner": context["owner"]})
     # the socket enters the channel once every handler agreed, so the
     # newcomer gets its copies through send_and_broadcast_channel's own send.
     # A page coming back from a lost connection subscribes since the last
@@ -103,24 +127,23 @@ def join(request, socket, context, channel):
     # needs no snapshot (it asks for one, "recent", if the history cannot).
     if socket.since(channel) is None:
         socket.send({"type": "history", "messages": model.recent_messages(room_id)})
-    socket.send_and_broadcast_channel(
-        model.add_message(room_id, "system", f"{name} joined"), channel
-    )
-    socket.send_and_broadcast_channel(members_message(room_id), channel)
-    socket.broadcast_channel(rooms_message(), LOBBY)
+    if not tabs:  # a second tab of the same person is no news
+        socket.send_and_broadcast_channel(
+            model.add_message(room_id, "system", f"{name} joined"), channel
+        )
+        socket.broadcast_channel(rooms_message(joining=room_id), LOBBY)
 
 
 @on_unsubscribe(channel="^room-")
 def leave(request, socket, context, channel):
-    # also runs for each channel of a socket that disconnects: a closed tab
+    # also runs for each channel of a socket that disconnects: a closed tab.
+    # untrack() says how many tabs the name still has, in every process: 0
+    # when this was the last one
     room_id = _room_id(channel)
-    if room_id is None:
+    if room_id is None or socket.untrack(channel) != 0:
         return
-    name = model.remove_member(room_id, socket.session_id)
-    if name is None:
-        return
+    name = context["name"]
     socket.broadcast_channel(model.add_message(room_id, "system", f"{name} left"), channel)
-    socket.broadcast_channel(members_message(room_id), channel)
     socket.broadcast_channel(rooms_message(), LOBBY)
 
 

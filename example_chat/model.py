@@ -1,10 +1,8 @@
-"""The chat's data: rooms, messages and who is in which room, in SQLite
-through ``web.database``.
+"""The chat's data: rooms and messages, in SQLite through ``web.database``.
 
 The database file and its tables are created on first use; there is no
-setup step. Members are the sockets connected to this server process, so
-:func:`setup` empties that table when a new process starts: whoever was
-listed there was connected to a process that is gone.
+setup step. Who is in a room is not stored here: it is the room channel's
+presence (events.py), which every server process shares.
 """
 
 from __future__ import annotations
@@ -35,23 +33,11 @@ SCHEMA = (
         created TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_id, id)",
-    # the primary key makes a name unique per room, whatever its case
-    """CREATE TABLE IF NOT EXISTS members (
-        room_id INTEGER NOT NULL REFERENCES rooms (id),
-        name TEXT NOT NULL COLLATE NOCASE,
-        session_id TEXT NOT NULL,
-        joined TEXT NOT NULL,
-        PRIMARY KEY (room_id, name)
-    )""",
 )
 FIRST_ROOMS = ("General", "Random")
 
 db = web.database(dbn="sqlite", db=os.path.join(HERE, settings.CHAT_DATABASE))
 db.printing = False  # web.py would print every query in debug mode
-
-
-class NameTaken(Exception):
-    """Raised when a name is already in use in a room."""
 
 
 class RoomExists(Exception):
@@ -63,28 +49,20 @@ def now() -> str:
 
 
 def setup() -> None:
-    """Create the tables and the first rooms if needed; forget the members
-    of previous server processes."""
+    """Create the tables and the first rooms if needed."""
     for statement in SCHEMA:
         db.query(statement)
     if not list(db.select("rooms", what="id", limit=1)):
         for name in FIRST_ROOMS:
             db.insert("rooms", name=name, created=now())
-    db.delete("members", where="1 = 1")
 
 
 # -- rooms ---------------------------------------------------------------------------
 
 
 def rooms() -> list[Any]:
-    """Every room with its member count, oldest first."""
-    return list(
-        db.query(
-            "SELECT rooms.id, rooms.name, COUNT(members.name) AS members FROM rooms"
-            " LEFT JOIN members ON members.room_id = rooms.id"
-            " GROUP BY rooms.id ORDER BY rooms.id"
-        )
-    )
+    """Every room, oldest first."""
+    return list(db.select("rooms", what="id, name", order="id"))
 
 
 def room(room_id: int) -> Any:
@@ -136,37 +114,3 @@ def recent_messages(room_id: int, limit: int = 50) -> list[dict[str, Any]]:
         limit=limit,
     )
     return [wire(r.id, r.kind, r.text, r.name, r.created) for r in reversed(list(rows))]
-
-
-# -- members -------------------------------------------------------------------------
-
-
-def add_member(room_id: int, name: str, session_id: str) -> None:
-    """:raises NameTaken: when ``name`` is in use in the room."""
-    try:
-        db.insert("members", room_id=room_id, name=name, session_id=session_id, joined=now())
-    except sqlite3.IntegrityError:
-        raise NameTaken(name) from None
-
-
-def remove_member(room_id: int, session_id: str) -> str | None:
-    """Remove the socket's membership; return the name it had, or None."""
-    where = "room_id = $room_id AND session_id = $session_id"
-    names = [
-        r.name
-        for r in db.select(
-            "members", where=where, vars={"room_id": room_id, "session_id": session_id}
-        )
-    ]
-    if not names:
-        return None
-    db.delete("members", where=where, vars={"room_id": room_id, "session_id": session_id})
-    return str(names[0])
-
-
-def members(room_id: int) -> list[str]:
-    """Names in the room, in the order they joined."""
-    rows = db.select(
-        "members", where="room_id = $room_id", vars={"room_id": room_id}, order="joined, rowid"
-    )
-    return [r.name for r in rows]

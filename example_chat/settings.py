@@ -32,9 +32,15 @@ import os
 # How many channels one socket may be in at a time.
 # SOCKETIO_MAX_CHANNELS_PER_SOCKET = 100
 
-# "redis://127.0.0.1:6379/0" to share broadcasts between processes. The demo
-# keeps its member lists per process, so it is meant to run as one process.
-# SOCKETIO_MESSAGE_QUEUE = None
+# "redis://127.0.0.1:6379/0" to share broadcasts and the member lists
+# between processes (`wsio serve --workers 2`): set CHAT_MESSAGE_QUEUE.
+SOCKETIO_MESSAGE_QUEUE = os.environ.get("CHAT_MESSAGE_QUEUE") or None
+
+# Who is in which room: the room channels' presence, in this process or, with
+# a message queue, shared by every process.
+SOCKETIO_PRESENCE = ["^room-"]
+# SOCKETIO_PRESENCE_TIMEOUT = 15
+# SOCKETIO_PRESENCE_MAX_META_BYTES = 2048
 
 # Room channels keep their last messages, so a page that loses its
 # connection (Wi-Fi, a reload of the server) gets what it missed when it

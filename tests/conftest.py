@@ -27,11 +27,12 @@ def _reset_library() -> None:
     from webpy_socketio.cli import output
 
     import webpy_socketio
-    from webpy_socketio import _history, engine, settings
+    from webpy_socketio import _history, _presence, engine, settings
 
     settings.reset()  # configure() values and the settings module read
     engine.reset()  # the in-process engine and the registry of its clients
     _history.reset()  # this process's channel histories
+    _presence.reset()  # this process's presence members and replicas
     webpy_socketio.use_session(None)
     output.speak_as("wsio")
 

@@ -51,15 +51,17 @@ def consecutive_free_ports(count: int) -> int:
 
 class Serve(Process):
     """``wsio serve PORT --workers N --app APP`` with the queue at ``url``
-    (tests/apps/serve_app.py and queue_settings by default)."""
+    (tests/apps/serve_app.py and queue_settings by default); ``app=None``
+    and a project folder as ``cwd`` serve that project, as a user would."""
 
     def __init__(
         self,
         workers: int,
         url: str,
         name: str = "serve",
-        app: str = "serve_app:app",
+        app: str | None = "serve_app:app",
         env: dict[str, str] | None = None,
+        cwd: Path = APPS,
     ) -> None:
         self.port = consecutive_free_ports(workers)
         self.ports = [self.port + i for i in range(workers)]
@@ -71,13 +73,12 @@ class Serve(Process):
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(workers),
-                "--app",
-                app,
+                *(["--app", app] if app else []),
                 "--graceful-timeout",
                 "5",
             ],
             log,
-            cwd=APPS,
+            cwd=cwd,
             env=python_env(**(env if env is not None else queue_env(url))),
         )
         try:

@@ -161,6 +161,26 @@ def test_a_closed_tab_leaves_the_member_list(people):
     assert ada.members() == ["Ari"]
 
 
+def test_two_tabs_of_one_person_are_one_member(people):
+    ann, bob = people(), people()
+    ann.joined(2, "Ada")
+    bob.joined(2, "Bob")
+    second = Person.__new__(Person)  # a second tab of bob's browser (its cookie)
+    second.context, second.problems = bob.context, bob.problems
+    second.page = bob.context.new_page()
+    second.joined(2, "Bob")
+    ann.page.locator("#member-count", has_text="2 people here").wait_for()
+    assert sorted(ann.members()) == ["Ada", "Bob"]
+    bob.page.close()  # one tab: bob stays, and nobody is told he left
+    ann.say("barrier")
+    second.expect_text("barrier")
+    assert sorted(ann.members()) == ["Ada", "Bob"]
+    assert ann.page.locator("#messages .system", has_text="Bob left").count() == 0
+    second.page.close()  # the last one
+    ann.expect_no_member("Bob")
+    ann.page.locator("#messages .system", has_text="Bob left").wait_for()
+
+
 def test_rooms_page_shows_new_rooms_and_counts_live(people):
     watcher, creator, visitor = people(), people(), people()
     watcher.page.goto("/")

@@ -1,5 +1,6 @@
 """example_chat served for real (``python app.py PORT`` in a copy of the
-folder), driven over HTTP and by the official socket.io-client in Node."""
+folder, and ``wsio serve --workers 2`` with Redis), driven over HTTP and by
+the official socket.io-client in Node."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from browser import ProjectServer, copy_project
-from support import ROOT, NodeAgent, node_agent
+from serve_support import Serve
+from support import ROOT, NodeAgent, node_agent, wait_until
 
 pytestmark = [pytest.mark.server, pytest.mark.node]
 
@@ -48,6 +50,24 @@ def join(agent: NodeAgent, chat: ProjectServer, who: str, room: int, transport="
     return agent.call("subscribe", who, channel=f"room-{room}")
 
 
+def joined(reply: dict) -> bool:
+    """Whether a subscribe reply accepted (it carries the room's presence)."""
+    return reply.get("ok") is True and "presence" in reply
+
+
+def members(agent: NodeAgent, who: str, room: int) -> list[str]:
+    """The names in ``who``'s members list (the room's presence), sorted."""
+    found = agent.call("presence", who, channel=f"room-{room}")["list"]
+    return sorted(item["metas"][0]["name"] for item in found)
+
+
+def see_members(agent: NodeAgent, who: list[str], room: int, names: list[str]) -> None:
+    def check() -> bool:
+        return all(members(agent, w, room) == sorted(names) for w in who)
+
+    assert wait_until(check, timeout=10), {w: members(agent, w, room) for w in who}
+
+
 def of_type(agent: NodeAgent, who: str, kind: str) -> list[dict]:
     return [m for m in agent.received(who) if isinstance(m, dict) and m.get("type") == kind]
 
@@ -67,7 +87,7 @@ def test_the_database_is_created_on_first_run(chat, folder):
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         rooms = [r[0] for r in db.execute("SELECT name FROM rooms ORDER BY id")]
     db.close()
-    assert {"rooms", "messages", "members"} <= tables
+    assert {"rooms", "messages"} <= tables
     assert rooms[:2] == ["General", "Random"]
     status, headers, page = chat.request("/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
@@ -85,15 +105,15 @@ def test_the_database_is_created_on_first_run(chat, folder):
 def test_chat_in_a_room_with_history_members_and_leave(chat, agent, transport):
     room = create_room(chat, unique("Room "))
     ada, bob, cy = unique("ada"), unique("bob"), unique("cy")
-    assert join(agent, chat, ada, room, transport)["ok"] is True
+    reply = join(agent, chat, ada, room, transport)
+    assert joined(reply) and [m["name"] for m in reply["presence"][ada]] == [ada]
     history = agent.wait_for(ada, lambda m: m.get("type") == "history")
     assert history == {"type": "history", "messages": []}
-    agent.wait_for(ada, lambda m: m.get("members") == [ada])
+    see_members(agent, [ada], room, [ada])
 
-    assert join(agent, chat, bob, room, transport)["ok"] is True
+    assert joined(join(agent, chat, bob, room, transport))
     agent.wait_for(ada, lambda m: m.get("type") == "system" and m["text"] == f"{bob} joined")
-    agent.wait_for(ada, lambda m: m.get("members") == [ada, bob])
-    agent.wait_for(bob, lambda m: m.get("members") == [ada, bob])
+    see_members(agent, [ada, bob], room, [ada, bob])
 
     assert agent.call("send", ada, data={"room": room, "text": "hello <b>all</b>"}) == {"ok": True}
     said = agent.wait_for(bob, lambda m: m.get("type") == "chat")
@@ -101,7 +121,7 @@ def test_chat_in_a_room_with_history_members_and_leave(chat, agent, transport):
     assert of_type(agent, ada, "chat") == [said]  # the sender gets it too, once
 
     # a newcomer gets the stored history, oldest first
-    assert join(agent, chat, cy, room, transport)["ok"] is True
+    assert joined(join(agent, chat, cy, room, transport))
     history = agent.wait_for(cy, lambda m: m.get("type") == "history")["messages"]
     assert [(m["type"], m["text"]) for m in history] == [
         ("system", f"{ada} joined"),
@@ -113,23 +133,22 @@ def test_chat_in_a_room_with_history_members_and_leave(chat, agent, transport):
     # Socket.IO disconnect
     agent.call("drop", bob)
     agent.wait_for(ada, lambda m: m.get("type") == "system" and m["text"] == f"{bob} left")
-    agent.wait_for(ada, lambda m: m.get("members") == [ada, cy])
-    agent.wait_for(cy, lambda m: m.get("members") == [ada, cy])
+    see_members(agent, [ada, cy], room, [ada, cy])
 
 
 def test_a_name_is_unique_per_room_whatever_its_case(chat, agent):
     room, other = create_room(chat, unique("Unique ")), create_room(chat, unique("Other "))
     name = unique("Zoe")
-    assert join(agent, chat, "first", room)["ok"] is True
+    assert joined(join(agent, chat, "first", room))
     agent.connect("zoe", chat.url, "websocket", auth={"name": name})
-    assert agent.call("subscribe", "zoe", channel=f"room-{room}")["ok"] is True
+    assert joined(agent.call("subscribe", "zoe", channel=f"room-{room}"))
     agent.connect("twin", chat.url, "websocket", auth={"name": name.upper()})
     reply = agent.call("subscribe", "twin", channel=f"room-{room}")
     assert reply == {
         "ok": False,
         "error": f"Someone called {name.upper()} is already here; choose another name.",
     }
-    assert agent.call("subscribe", "twin", channel=f"room-{other}")["ok"] is True
+    assert joined(agent.call("subscribe", "twin", channel=f"room-{other}"))
     # the refused socket is in no room: it gets nothing from the first one
     agent.call("send", "zoe", data={"room": room, "text": "only for this room"})
     agent.wait_for("first", lambda m: m.get("text") == "only for this room")
@@ -175,7 +194,7 @@ def test_a_room_needs_a_name(chat, agent):
 )
 def test_bad_messages_are_refused_and_not_stored(chat, agent, folder, data, error):
     who = unique("val")
-    assert join(agent, chat, who, 1)["ok"] is True
+    assert joined(join(agent, chat, who, 1))
     assert agent.call("send", who, data=data) == {"ok": False, "error": error}
     with sqlite3.connect(folder / "chat.db") as db:
         stored = db.execute("SELECT COUNT(*) FROM messages WHERE name = ?", (who,)).fetchone()
@@ -206,7 +225,7 @@ def test_the_rooms_page_watchers_get_live_counts(chat, agent):
 
 
 def test_history_survives_a_restart_and_members_do_not(tmp_path, agent):
-    # a copy of its own: a starting server empties the members table
+    # a copy of its own: the members live in the server process
     folder = copy_project(ROOT / "example_chat", tmp_path / "example_chat")
     server = ProjectServer(folder, "example-chat-restart")
     try:
@@ -215,18 +234,91 @@ def test_history_survives_a_restart_and_members_do_not(tmp_path, agent):
         join(agent, server, who, room)
         agent.call("send", who, data={"room": room, "text": "still here after a restart"})
     finally:
-        server.stop()  # the socket was still connected: its membership is stale now
+        server.stop()  # the socket was still connected: its membership went with it
     server = ProjectServer(folder, "example-chat-restart")
     try:
         # the same name is free again, and the history was kept
-        assert join(agent, server, "again", room)["ok"] is True
+        assert joined(join(agent, server, "again", room))
         assert agent.call("send", "again", data={"room": room, "text": "x"}) == {"ok": True}
         history = agent.wait_for("again", lambda m: m.get("type") == "history")["messages"]
         assert "still here after a restart" in [m["text"] for m in history]
         agent.connect("same", server.url, "websocket", auth={"name": who})
-        assert agent.call("subscribe", "same", channel=f"room-{room}")["ok"] is True
+        assert joined(agent.call("subscribe", "same", channel=f"room-{room}"))
     finally:
         server.stop()
+
+
+def tab(agent: NodeAgent, url: str, who: str, name: str, visitor: str | None, room: int) -> dict:
+    """A page of one browser (its visitor cookie) joining ``room`` as ``name``."""
+    headers = {"Cookie": f"chat_visitor={visitor}"} if visitor else {}
+    agent.connect(who, url, "websocket", auth={"name": name}, extraHeaders=headers)
+    agent.call("watch_presence", who, channel=f"room-{room}")
+    return agent.call("subscribe", who, channel=f"room-{room}")
+
+
+def system_texts(agent: NodeAgent, who: str) -> list[str]:
+    return [m["text"] for m in of_type(agent, who, "system")]
+
+
+def test_two_tabs_of_one_browser_are_one_member(chat, agent):
+    room = create_room(chat, unique("Tabs "))
+    bob, ann = unique("Bob"), unique("Ann")
+    assert joined(tab(agent, chat.url, "ann", ann, "ann-browser", room))
+    assert joined(tab(agent, chat.url, "bob1", bob, "bob-browser", room))
+    second = tab(agent, chat.url, "bob2", bob, "bob-browser", room)
+    assert len(second["presence"][bob.casefold()]) == 2  # one key, two tabs
+    see_members(agent, ["ann", "bob1", "bob2"], room, [ann, bob])
+    # someone else's browser cannot take the name, in any case
+    assert tab(agent, chat.url, "thief", bob.upper(), "other-browser", room)["ok"] is False
+    agent.call("disconnect", "bob1")  # one tab closed: bob is still here
+    agent.call("send", "ann", data={"room": room, "text": "barrier"})
+    agent.wait_for("ann", lambda m: m.get("text") == "barrier")
+    see_members(agent, ["ann", "bob2"], room, [ann, bob])
+    assert system_texts(agent, "ann").count(f"{bob} joined") == 1
+    assert f"{bob} left" not in system_texts(agent, "ann")
+    agent.call("drop", "bob2")  # the last tab: bob left
+    agent.wait_for("ann", lambda m: m.get("text") == f"{bob} left")
+    see_members(agent, ["ann"], room, [ann])
+
+
+@pytest.mark.redis
+def test_two_workers_share_the_members_list(tmp_path, agent):
+    """``wsio serve --workers 2`` with Redis: everyone sees everyone,
+    whichever worker they are on, and "Bob left" comes once, when his last
+    tab (on the other worker) closes."""
+    from redis_support import RedisServer
+
+    folder = copy_project(ROOT / "example_chat", tmp_path / "example_chat")
+    redis = RedisServer("chat")
+    serve = None
+    try:
+        env = {"CHAT_MESSAGE_QUEUE": redis.url}
+        serve = Serve(2, redis.url, "example-chat", app=None, env=env, cwd=folder)
+        one, two = (f"http://127.0.0.1:{port}" for port in serve.ports)
+        room = 1
+        assert joined(tab(agent, one, "ann", "Ann", "ann-browser", room))
+        assert joined(tab(agent, two, "ben", "Ben", "ben-browser", room))
+        assert joined(tab(agent, one, "bob1", "Bob", "bob-browser", room))
+        assert joined(tab(agent, two, "bob2", "Bob", "bob-browser", room))
+        see_members(agent, ["ann", "ben", "bob1", "bob2"], room, ["Ann", "Ben", "Bob"])
+        # the name is taken on both workers
+        assert tab(agent, two, "thief", "bob", "thief-browser", room)["ok"] is False
+        agent.call("disconnect", "bob1")
+        see_members(agent, ["ann", "ben", "bob2"], room, ["Ann", "Ben", "Bob"])
+        agent.call("disconnect", "bob2")
+        for who in ("ann", "ben"):
+            agent.wait_for(who, lambda m: m.get("text") == "Bob left")
+        see_members(agent, ["ann", "ben"], room, ["Ann", "Ben"])
+        assert system_texts(agent, "ann").count("Bob joined") == 1
+        assert system_texts(agent, "ben").count("Bob left") == 1
+        # the rooms page of either worker counts everyone
+        page = ProjectServer.__new__(ProjectServer)  # only its request() helper
+        page.url = two
+        assert "data-count>2 online</span>" in page.request("/")[2]
+    finally:
+        if serve is not None:
+            serve.stop()
+        redis.stop()
 
 
 # -- pages ---------------------------------------------------------------------------

@@ -400,7 +400,9 @@ def test_the_rendered_chat_serves_the_official_client(runner, tmp_path):
         for name in ("ada", "bob"):
             agent.connect(name, server.url, "websocket", auth={"name": name})
             assert agent.call("subscribe", name, channel="room-lobby")["ok"] is True
-        agent.wait_for("ada", lambda m: m.get("members") == ["ada", "bob"])
+        agent.wait_for("ada", lambda m: m == {"type": "system", "text": "bob joined"})
+        found = agent.call("presence", "ada", channel="room-lobby")["list"]
+        assert sorted(item["metas"][0]["name"] for item in found) == ["ada", "bob"]
         reply = agent.call("send", "bob", data={"room": "lobby", "text": "<b>hi</b>"})
         assert reply == {"ok": True}
         message = {"type": "chat", "name": "bob", "text": "<b>hi</b>"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, send
+from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, presence, send
 from .events import (
     on,
     on_connect,
@@ -30,6 +30,7 @@ from .exceptions import (
     MessageQueueError,
     MonkeyPatchError,
     NoSocket,
+    PresenceError,
     WebpySocketIOError,
 )
 from .requests import use_session
@@ -45,6 +46,7 @@ __all__ = [
     "MessageQueueError",
     "MonkeyPatchError",
     "NoSocket",
+    "PresenceError",
     "SocketIOServer",
     "WebpySocketIOError",
     "broadcast",
@@ -60,6 +62,7 @@ __all__ = [
     "on_message",
     "on_subscribe",
     "on_unsubscribe",
+    "presence",
     "send",
     "socketio_urls",
     "use_session",

@@ -9,7 +9,9 @@ Wire protocol, in every namespace an application registered handlers for
   ``{"ok": true}`` or ``{"ok": false, "error": "..."}``. For a channel with
   history the ack carries its ``epoch`` and ``offset``, and a subscribe
   with ``{"since": {"epoch", "offset"}}`` replays what came after it
-  (``recovered``, and a ``reason`` when it could not).
+  (``recovered``, and a ``reason`` when it could not). For a channel with
+  presence it carries the state, ``"presence": {key: [meta, ...]}``, and the
+  changes follow as ``wsio:presence`` events (see :mod:`._presence`).
 - any other event name: the handlers registered with ``on(name)``.
 
 Handlers are isolated from each other: one that raises is logged with its
@@ -27,7 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _engine as boundary
-from . import _history, channels, clients, events, settings
+from . import _history, _presence, channels, clients, events, settings
 from .clients import Client
 from .events import Event
 from .exceptions import Denied, InvalidChannel
@@ -171,7 +173,12 @@ class Dispatcher:
                 fire(events.on_unsubscribe, client, channel, channel=channel)
             fire(events.on_finish, client)
         finally:
-            clients.remove(sid)
+            try:
+                # after the handlers, which may untrack (to learn whether a
+                # key left) or read the presence still including this socket
+                _presence.disconnected(client.socket)
+            finally:
+                clients.remove(sid)
 
     # -- events from the client ----------------------------------------------
 
@@ -225,7 +232,11 @@ class Dispatcher:
         rule = _history.policy(channel)
         if channel in current and (rule is None or since is None):
             # subscribed already: nothing runs again
-            return {"ok": True, **(self._position(client, channel, rule) if rule else {})}
+            return {
+                "ok": True,
+                **(self._position(client, channel, rule) if rule else {}),
+                **_presence.joined(client.socket, channel),
+            }
         if rule is None:
             return self._subscribe(client, channel, since)
         # a channel with history: what the socket is sent from here on
@@ -248,10 +259,12 @@ class Dispatcher:
             # the right, and a refused one gets nothing from the history
             fire(events.on_subscribe, client, channel, channel=channel, refusable=True)
         except Denied as exc:
+            _presence.refused(client.socket, channel)  # in no list, sees none
             return {"ok": False, "error": exc.reason or "subscription refused"}
         finally:
             client.socket._since.pop(channel, None)
         if not boundary.has_socket(self.engine, client.socket.session_id, client.socket.namespace):
+            _presence.refused(client.socket, channel)
             return {"ok": False, "error": "not connected"}  # it closed while the handlers ran
         # joined only after every handler agreed, so a refused socket never
         # sits in the room, not even for a moment
@@ -260,9 +273,15 @@ class Dispatcher:
             reply: dict[str, Any] = {"ok": True}
             if since is not None:
                 reply.update(recovered=False, reason=_history.NO_HISTORY)
-            return reply
-        position, sids = since if since is not None else (None, [])
-        return {"ok": True, **_history.join(client.socket, channel, rule, position, sids, hold)}
+        else:
+            position, sids = since if since is not None else (None, [])
+            reply = {
+                "ok": True,
+                **_history.join(client.socket, channel, rule, position, sids, hold),
+            }
+        # a presence channel: tracked now, and the ack carries the state
+        reply.update(_presence.joined(client.socket, channel))
+        return reply
 
     def _position(self, client: Client, channel: str, rule: Any) -> dict[str, Any]:
         store = _history.store_of(self.engine.manager)
@@ -279,6 +298,9 @@ class Dispatcher:
             return {"ok": False, "error": str(exc)}
         if channel not in client.socket.channels:
             return {"ok": False, "error": "not subscribed"}
-        client.socket.unsubscribe(channel)
-        fire(events.on_unsubscribe, client, channel, channel=channel)
+        client.socket._leave(channel)
+        try:
+            fire(events.on_unsubscribe, client, channel, channel=channel)
+        finally:
+            _presence.left(client.socket, channel)  # after the handlers, as on a disconnect
         return {"ok": True}

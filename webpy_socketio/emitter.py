@@ -22,7 +22,7 @@ import threading
 from typing import Any
 
 from . import _engine as boundary
-from . import _history, channels, clients, settings
+from . import _history, _presence, channels, clients, settings
 from .engine import client_manager, current_engine
 from .exceptions import NoSocket
 from .sockets import _payload
@@ -88,6 +88,12 @@ class Emitter:
     ) -> _history.Page:
         """A channel's last messages, from the queue's Redis (see :func:`history`)."""
         return _history.page(self.manager, namespace, channels.validate(channel), since, limit)
+
+    def presence(
+        self, channel: str, namespace: str = DEFAULT_NAMESPACE
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Who is in a channel, from the queue's Redis (see :func:`presence`)."""
+        return _presence.members(self.manager, namespace, channels.validate(channel))
 
 
 def emitter(url: str) -> Emitter:
@@ -206,3 +212,26 @@ def history(
     engine = current_engine()
     manager = engine.manager if engine is not None else None
     return _history.page(manager, namespace, channel, since, limit)
+
+
+def presence(channel: str, namespace: str = DEFAULT_NAMESPACE) -> dict[str, list[dict[str, Any]]]:
+    """Who is in ``channel``, across every process: ``{key: [meta, ...]}``,
+    one meta per tracked subscription (a user with two tabs is one key with
+    two metas), as the application gave them to ``socket.track()``; the
+    socket's id and ``{}`` for subscriptions it did not track itself. From
+    a handler, a web.py page or any process that has the queue configured::
+
+        names = sorted(metas[0]["name"] for metas in presence("room-42").values())
+
+    :raises PresenceError: for a channel without presence (no
+        ``SOCKETIO_PRESENCE`` pattern matches it and none of its
+        subscriptions is tracked).
+    :raises InvalidChannel: for a name that is not a valid channel.
+    """
+    channels.validate(channel)
+    target = _through_queue()
+    if isinstance(target, Emitter):
+        return target.presence(channel, namespace)
+    engine = current_engine()
+    manager = engine.manager if engine is not None else None
+    return _presence.members(manager, namespace, channel)

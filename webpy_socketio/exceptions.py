@@ -37,6 +37,15 @@ class InvalidChannel(WebpySocketIOError, ValueError):
     characters within the length limit."""
 
 
+class PresenceError(WebpySocketIOError, ValueError):
+    """Raised when a presence key or meta cannot be tracked (a key that is
+    not a non-empty string within the length limit; a meta that is not a
+    JSON object, cannot be encoded as JSON or is over
+    ``SOCKETIO_PRESENCE_MAX_META_BYTES``), and by
+    :func:`~webpy_socketio.presence` for a channel without presence. Nothing
+    is changed when it is raised."""
+
+
 class NoSocket(WebpySocketIOError):
     """Raised by the out-of-band :func:`~webpy_socketio.send`,
     :func:`~webpy_socketio.broadcast` and

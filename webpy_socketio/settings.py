@@ -55,6 +55,17 @@ DEFAULTS: dict[str, Any] = {
     "SOCKETIO_MAX_MESSAGE_BYTES": 100_000,
     # How many channels one socket may be subscribed to at a time.
     "SOCKETIO_MAX_CHANNELS_PER_SOCKET": 100,
+    # Channels whose subscribers are tracked (presence): a list of channel
+    # patterns such as ["^room-"]. None: only subscriptions an app tracks
+    # with socket.track().
+    "SOCKETIO_PRESENCE": None,
+    # Seconds after which the presence members of a process that stopped
+    # refreshing them (killed, machine lost) expire; each process refreshes
+    # its own every third of this.
+    "SOCKETIO_PRESENCE_TIMEOUT": 15,
+    # Largest presence meta (socket.track(channel, key, meta)), in bytes of
+    # JSON.
+    "SOCKETIO_PRESENCE_MAX_META_BYTES": 2048,
     # "redis://host:port/db" to share broadcasts between processes.
     "SOCKETIO_MESSAGE_QUEUE": None,
     # Engine.IO heartbeat, in seconds. nginx timeouts must exceed their sum.
@@ -109,8 +120,22 @@ def _check_value(name: str, value: Any) -> None:
     ``name``; the message says what is expected."""
     if name == "SOCKETIO_PORT":
         _positive_int(name, value, 65535)
-    elif name in ("SOCKETIO_MAX_MESSAGE_BYTES", "SOCKETIO_MAX_CHANNELS_PER_SOCKET"):
+    elif name in (
+        "SOCKETIO_MAX_MESSAGE_BYTES",
+        "SOCKETIO_MAX_CHANNELS_PER_SOCKET",
+        "SOCKETIO_PRESENCE_MAX_META_BYTES",
+    ):
         _positive_int(name, value)
+    elif name == "SOCKETIO_PRESENCE":
+        from ._presence import check_setting as check_presence
+
+        check_presence(value)
+    elif name == "SOCKETIO_PRESENCE_TIMEOUT":
+        # each process refreshes its members every third of it, in Redis
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 1:
+            raise ImproperlyConfigured(
+                f"{name} must be a number of seconds of at least 1, not {value!r}."
+            )
     elif name == "SOCKETIO_HISTORY":
         from ._history import check_setting
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
 from . import _engine as boundary
-from . import _history
+from . import _history, _presence
 from . import channels as _channels
 from .wire import DEFAULT_NAMESPACE, MESSAGE_EVENT
 
@@ -45,6 +46,8 @@ class Socket:
         self._joined: dict[str, None] = {}
         # channel -> the position a subscribe being handled recovers from
         self._since: dict[str, dict[str, Any]] = {}
+        # channel -> its presence (webpy_socketio._presence.Subscription)
+        self._presence: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         if self.namespace == DEFAULT_NAMESPACE:
@@ -158,16 +161,20 @@ class Socket:
         if not boundary.has_socket(self._engine, self.session_id, self.namespace):
             return None  # the socket has gone (while a handler waited, say)
         rule = _history.policy(channel)
-        if rule is None:
-            self._join(channel)
-            return None
         position = None
-        if since is not None:
+        if rule is not None and since is not None:
             parsed = _history.parse_since(since)
             if isinstance(parsed, str):
                 raise ValueError(parsed)
             position = parsed[0]
-        return _history.join(self, channel, rule, position, [])
+        if rule is None:
+            self._join(channel)
+            result = None
+        else:
+            result = _history.join(self, channel, rule, position, [])
+        # a presence channel: the socket is tracked, and gets the state as an event
+        _presence.joined(self, channel, ack=False)
+        return result
 
     def since(self, channel: str) -> dict[str, Any] | None:
         """While ``on_subscribe`` handlers run: the position the client
@@ -183,10 +190,57 @@ class Socket:
 
     def unsubscribe(self, channel: str) -> None:
         """Remove this socket from ``channel`` (nothing happens if it was
-        not subscribed)."""
+        not subscribed); it leaves the channel's presence too."""
         _channels.validate(channel)
+        self._leave(channel)
+        _presence.left(self, channel)
+
+    def _leave(self, channel: str) -> None:
         self._engine.leave_room(self.session_id, _channels.room(channel), namespace=self.namespace)
         self._joined.pop(channel, None)
+
+    # -- presence (webpy_socketio._presence) ----------------------------------------
+
+    def track(
+        self, channel: str, key: str | None = None, meta: Mapping[str, Any] | None = None
+    ) -> None:
+        """Be in ``channel``'s presence under ``key`` (this socket's id by
+        default) with ``meta`` (a JSON object; ``{}`` by default). Every
+        subscriber of the channel sees it, and the socket's tabs or devices
+        that use the same key are one key with several metas::
+
+            @on_subscribe(channel="^room-")
+            def joined(request, socket, context, channel):
+                socket.track(channel, context["user_id"], {"name": context["name"]})
+
+        Called before the socket has joined (in ``on_subscribe``), it says
+        how the subscription will be tracked once accepted (a refused one is
+        in no list). Called once it has joined, it updates the meta (one
+        change: the old meta leaves, the new one joins) or, for a channel
+        that no ``SOCKETIO_PRESENCE`` pattern matches, starts presence for
+        this subscription.
+
+        :raises PresenceError: for a key that is not a string of 1 to 200
+            characters, or a meta that is not a dict, cannot be encoded as
+            JSON or is larger than ``SOCKETIO_PRESENCE_MAX_META_BYTES``
+            (nothing changes).
+        :raises InvalidChannel: for a name that is not a valid channel.
+        """
+        _presence.track(self, _channels.validate(channel), key, meta)
+
+    def untrack(self, channel: str) -> int | None:
+        """Leave ``channel``'s presence, staying subscribed (the socket still
+        sees the others). Returns how many metas the key still has, so 0
+        when this was its last (the key has left everywhere; atomic across
+        processes), or None when the socket was not tracked there. Called
+        in ``on_subscribe``, the subscription is not tracked at all (on a
+        pattern channel it still sees the others). On unsubscribe and
+        disconnect this happens by itself, after the handlers ran; an
+        ``on_unsubscribe`` handler that wants the count calls it first.
+
+        :raises InvalidChannel: for a name that is not a valid channel.
+        """
+        return _presence.untrack(self, _channels.validate(channel))
 
     def disconnect(self) -> None:
         """Close the connection from the server side."""

@@ -20,6 +20,13 @@ UNSUBSCRIBE = "wsio:unsubscribe"
 #: Server -> client, under ``wsio runserver``: a template or static file
 #: changed (``{"reload": true}``), or the app reloaded.
 RELOAD = "wsio:reload"
+#: Server -> client: a change of a presence channel's members,
+#: ``{"channel", "joins": {key: [meta, ...]}, "leaves": {key: [meta, ...]}}``,
+#: or its whole state, ``{"channel", "state": {key: [meta, ...]}}``.
+PRESENCE = "wsio:presence"
+#: The field of every presence meta on the wire that names it (unique per
+#: tracked subscription and meta), so a client can tell two metas apart.
+PRESENCE_REF = "wsio:ref"
 #: Local event of the client extension (never sent): a channel that the
 #: server refused when it was subscribed again after a reconnect.
 REFUSED = "wsio:refused"

@@ -5,6 +5,10 @@ Usage: python webpy_app.py PORT
 
 Request logging and the per-message log are off, as for the reference
 servers (``log=None``; their per-message logging is off by default).
+
+For benchmarks/presence_bench.py: ``WSIO_BENCH_PRESENCE=1`` gives the
+``bench`` channels presence, and ``WSIO_BENCH_QUEUE`` (a Redis URL) joins
+several processes.
 """
 
 from gevent import monkey
@@ -23,6 +27,8 @@ configure(SOCKETIO_MESSAGE_LOG_FORMAT=None)
 # channel history on the benchmark's room, in memory or on Redis
 if os.environ.get("WSIO_BENCH_HISTORY"):
     configure(SOCKETIO_HISTORY={"^bench$": {"size": 200, "ttl": 600}})
+if os.environ.get("WSIO_BENCH_PRESENCE"):
+    configure(SOCKETIO_PRESENCE=["^bench"])
 if os.environ.get("WSIO_BENCH_QUEUE"):
     configure(SOCKETIO_MESSAGE_QUEUE=os.environ["WSIO_BENCH_QUEUE"])
 

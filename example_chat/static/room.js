@@ -51,7 +51,11 @@
     if (atBottom || list.length > 1) { messages.scrollTop = messages.scrollHeight; }
   }
 
-  function showMembers(names) {
+  // the room's members: the channel's presence, one key per name and one
+  // meta per tab, across every server process
+  function showMembers(presence) {
+    var names = presence.list(function (key, tabs) { return tabs[0].name; });
+    names.sort(function (a, b) { return a.localeCompare(b); });
     var list = $("members");
     list.replaceChildren();
     names.forEach(function (name) {
@@ -69,9 +73,6 @@
         messages.replaceChildren();
         lastId = 0;
         addMessages(msg.messages);
-        break;
-      case "members":
-        showMembers(msg.members);
         break;
       case "notice":
         addMessages([msg]);
@@ -113,6 +114,8 @@
     // taken by then, the room refuses us
     socket.on("wsio:refused", function (ch, reply) { leave(reply && reply.error); });
     socket.on("message", onMessage);
+    var presence = socket.presence(channel);
+    presence.onSync(function () { showMembers(presence); });
     // back from a lost connection, the room's history could not fill the
     // gap (too long away, the server lost it): show the stored messages
     socket.on("wsio:recovery-failed", function () {

@@ -33,6 +33,16 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # How many channels one socket may be in at a time.
 # SOCKETIO_MAX_CHANNELS_PER_SOCKET = 100
 
+# Channels whose subscribers are tracked ("who is here", pushed live to each
+# subscriber): a list of patterns. None: only what socket.track() tracks.
+# SOCKETIO_PRESENCE = None
+SOCKETIO_PRESENCE = {{ '["^room-"]  # the chat rooms' if cookiecutter.variant == "chat" else "None" }}
+# Seconds after which the members of a process that stopped refreshing them
+# (killed, machine lost) expire; they leave within a third more.
+# SOCKETIO_PRESENCE_TIMEOUT = 15
+# The largest presence meta (socket.track(channel, key, meta)), in bytes of JSON.
+# SOCKETIO_PRESENCE_MAX_META_BYTES = 2048
+
 # "redis://127.0.0.1:6379/0" to share broadcasts between several server
 # processes (pip install "webpy-socketio[redis]").
 # SOCKETIO_MESSAGE_QUEUE = None

@@ -8,6 +8,10 @@
 //   {"id": 4, "op": "emit", "client": "a", "event": "x", "args": [...]}
 //   {"id": 5, "op": "unsubscribe" | "disconnect" | "channels" | "transport", "client": "a"}
 //   {"id": 6, "op": "namespace", "client": "b", "parent": "a", "namespace": "/admin", "options": {...}}
+//   {"id": 7, "op": "presence", "client": "a", "channel": "room-1"}  -> {synced, list: [{key, metas}]}
+//   {"id": 8, "op": "watch_presence", "client": "a", "channel": "room-1"}: from then on an
+//            event "wsio:presence-sync" with [channel, Date.now(), [[key, metas.length], ...]]
+//            after each change of the client's list
 // Replies:  {"id": 1, "ok": true, "result": ...} or {"id": 1, "ok": false, "error": "..."}
 // Events:   {"client": "a", "event": "message", "args": [...]}, also connect,
 //           disconnect, connect_error and the extension's wsio:refused.
@@ -108,6 +112,21 @@ async function handle(cmd) {
       return withTimeout(emitWithAck(socketOf(cmd), cmd.event, cmd.args || []), ms, "event ack");
     case "channels":
       return socketOf(cmd).channels;
+    case "presence": {
+      const p = socketOf(cmd).presence(cmd.channel);
+      return { synced: p.synced, list: p.list() };
+    }
+    case "watch_presence": {
+      const p = socketOf(cmd).presence(cmd.channel);
+      p.onSync(() =>
+        out({
+          client: cmd.client,
+          event: "wsio:presence-sync",
+          args: [cmd.channel, Date.now(), p.list((key, metas) => [key, metas.length])],
+        })
+      );
+      return null;
+    }
     case "transport": {
       const socket = socketOf(cmd);
       return socket.connected ? socket.io.engine.transport.name : null;

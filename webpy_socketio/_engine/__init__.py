@@ -47,7 +47,7 @@ libraries. In short:
   ``.manager_initialized``, ``.reason``; ``Manager.rooms``, ``.connect``,
   ``.sid_from_eio_sid``, ``.eio_sid_from_sid``, ``.is_connected``;
   ``packet.Packet.decode``, ``.add_attachment``, ``.data_is_binary``;
-  ``RedisManager._publish``, ``._redis_connect``,
+  ``RedisManager._publish``, ``._handle_emit``, ``._redis_connect``,
   ``._redis_listen_with_retries`` and its ``redis_options`` option.
 """
 

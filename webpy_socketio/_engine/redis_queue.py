@@ -1,7 +1,7 @@
 """python-socketio's Redis manager with the outage behaviour a chat server needs.
 
 Everything here overrides python-socketio's ``RedisManager`` (``_publish``,
-``_redis_listen_with_retries``, ``_redis_connect``; see
+``_redis_listen_with_retries``, ``_redis_connect``, ``_handle_emit``; see
 :mod:`webpy_socketio._engine`); :mod:`webpy_socketio.messagequeue` says what
 it changes and why, and chooses it for ``redis://`` queue URLs.
 """
@@ -28,6 +28,8 @@ COMMAND_TIMEOUT = 5.0
 PUBLISH_PAUSE = 0.5
 #: Longest wait between two attempts of the listener to subscribe again.
 MAX_RETRY_DELAY = 2.0
+#: Connections to Redis per process; more handlers at once wait for one.
+MAX_CONNECTIONS = 64
 
 
 def _redis_options(connect_timeout: float) -> dict[str, Any]:
@@ -90,6 +92,13 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
         """False while the last attempt to reach Redis failed."""
         return self._down_since is None
 
+    def client(self) -> Any:
+        """The Redis client, made on first use (python-socketio makes a
+        write-only queue's only when it first publishes)."""
+        if self.redis is None:
+            self._redis_connect()
+        return self.redis
+
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
 
@@ -150,6 +159,12 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
             from .. import _history
 
             return _history.on_message(self.server, message)
+        # a change of a presence channel (webpy_socketio._presence's Lua
+        # scripts published it): applied in the order of its version
+        if "wsio_presence" in message:
+            from .. import _presence
+
+            return _presence.on_diff(self.server, message)
         return super()._handle_emit(message)
 
     def history_lost(self, exc: BaseException) -> None:
@@ -185,6 +200,29 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
                 f"({_reason(exc) if exc else self.last_error}); the message was not sent."
             )
 
+    def _redis_connect(self) -> None:
+        super()._redis_connect()
+        # redis-py 8 caps a client's pool at 100 connections and then raises
+        # "Too many connections": a burst of handlers reaching Redis at once
+        # (a thousand subscribes to a presence channel, each running a
+        # script) lost messages and members. A blocking pool of the same
+        # connections makes them wait for a free one instead.
+        import redis
+
+        pool = self.redis.connection_pool
+        if type(pool) is not redis.ConnectionPool:
+            return  # Sentinel, valkey: as python-socketio made it
+        blocking = redis.BlockingConnectionPool(
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT,
+            connection_class=pool.connection_class,
+            **pool.connection_kwargs,
+        )
+        pool.disconnect()
+        self.redis = redis.Redis(connection_pool=blocking)
+        self.redis.auto_close_connection_pool = True
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+
     def _redis_listen_with_retries(self) -> Any:
         delay = 0.25
         while True:
@@ -197,9 +235,10 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
                 if self._subscribed.is_set():
                     # subscribed again after a loss: what was published
                     # meanwhile never reached this process; fetch it
-                    from .. import _history
+                    from .. import _history, _presence
 
                     _history.catch_up(self.server)
+                    _presence.resync_all(self.server)
                 self._subscribed.set()
                 self._restored()
                 delay = 0.25

@@ -85,7 +85,8 @@ NAMES: tuple[Name, ...] = (
     Name(_SIO_PACKET, "data_is_binary", "class", "the fast path's quicker version"),
     # -- python-socketio: the Redis manager --------------------------------------
     Name(_REDIS, "_publish", "class", "a lost Redis costs one attempt, logged once"),
-    Name(_REDIS, "_redis_connect", "class", "connects (also for the reachability check)"),
+    Name(_REDIS, "_handle_emit", "class", "history messages and presence changes from pub/sub"),
+    Name(_REDIS, "_redis_connect", "class", "connects, with a blocking pool (and for the check)"),
     Name(_REDIS, "_redis_listen_with_retries", "class", "subscribes at start, retries quickly"),
     Name(_REDIS, "redis_options", "kwarg", "short timeouts and one retry"),
     Name(_REDIS, "connected", "instance", "whether the publishing connection is up"),

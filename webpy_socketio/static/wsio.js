@@ -7,6 +7,8 @@
  *   socket.unsubscribe(channel[, callback])  -> Promise of the same
  *   socket.channels                          -> the channels this socket is in
  *   socket.position(channel)                 -> {epoch, offset} of a channel with history
+ *   socket.presence(channel)                 -> who is in a presence channel (see the
+ *                                               presence block below)
  *
  * After a reconnect the server has a new socket that is in no channel, so every
  * channel the page had is subscribed again. A channel the server refuses on that
@@ -280,6 +282,7 @@
   }
 
   function emitSubscribe(socket, channel, options, ack) {
+    ack = presenceAck(socket, channel, ack); // presence: changes wait for the reply
     if (options) {
       socket.emit("wsio:subscribe", channel, options, ack);
     } else {
@@ -397,6 +400,251 @@
       return Array.from(state(this).channels.keys());
     },
   });
+
+  // -- presence ------------------------------------------------------------------
+  //
+  // A channel with presence (SOCKETIO_PRESENCE, or socket.track() on the server)
+  // answers a subscribe with its state, {presence: {key: [meta, ...]}}, and then
+  // sends every change as the event "wsio:presence": {channel, joins: {key: [meta]},
+  // leaves: {key: [meta]}}, or its whole state again, {channel, state}. Each meta
+  // carries "wsio:ref", unique to it. socket.presence(channel) returns the same
+  // object each time, before or after the subscribe:
+  //
+  //   list([fn])   -> [{key, metas}] in the order keys arrived, or [fn(key, metas)]
+  //   get(key)     -> the metas of key ([] when it is not there)
+  //   synced       -> whether the server's state has arrived
+  //   onSync(fn)   -> fn() after the state and after each change
+  //   onJoin(fn)   -> fn(key, before, joined): before is undefined for a new key
+  //   onLeave(fn)  -> fn(key, remaining, left): remaining is [] when the key left
+  //
+  // Changes that arrive before the state wait for it, then apply in order. In a
+  // change the joins apply before the leaves, so an update (a new meta for a key,
+  // the old one leaving) never looks like the key leaving. A state replaces the
+  // list, with onJoin/onLeave for what differs (after a reconnect, say).
+
+  var PRESENCE_EVENT = "wsio:presence";
+  var REF = "wsio:ref";
+
+  function Presence(channel) {
+    this.channel = channel;
+    this.synced = false;
+    this._keys = new Map(); // key -> Map(ref -> meta)
+    this._on = { sync: [], join: [], leave: [] };
+  }
+
+  function metasOf(refs) {
+    return refs ? Array.from(refs.values()) : [];
+  }
+
+  Presence.prototype.list = function (fn) {
+    var out = [];
+    this._keys.forEach(function (refs, key) {
+      out.push(fn ? fn(key, metasOf(refs)) : { key: key, metas: metasOf(refs) });
+    });
+    return out;
+  };
+
+  Presence.prototype.get = function (key) {
+    return metasOf(this._keys.get(key));
+  };
+
+  ["Sync", "Join", "Leave"].forEach(function (name) {
+    Presence.prototype["on" + name] = function (fn) {
+      this._on[name.toLowerCase()].push(fn);
+      return this;
+    };
+  });
+
+  Presence.prototype._fire = function (name, args) {
+    this._on[name].forEach(function (fn) {
+      try {
+        fn.apply(null, args);
+      } catch (err) {
+        // a page's callback that throws must not stop the others
+        setTimeout(function () {
+          throw err;
+        });
+      }
+    });
+  };
+
+  Presence.prototype._join = function (key, metas) {
+    var refs = this._keys.get(key);
+    var added = (metas || []).filter(function (meta) {
+      return meta && !(refs && refs.has(meta[REF]));
+    });
+    if (!added.length) {
+      return;
+    }
+    var before = refs ? metasOf(refs) : undefined;
+    if (!refs) {
+      refs = new Map();
+      this._keys.set(key, refs);
+    }
+    added.forEach(function (meta) {
+      refs.set(meta[REF], meta);
+    });
+    this._fire("join", [key, before, added]);
+  };
+
+  Presence.prototype._leave = function (key, metas) {
+    var refs = this._keys.get(key);
+    if (!refs) {
+      return;
+    }
+    var gone = [];
+    (metas || []).forEach(function (meta) {
+      if (meta && refs.has(meta[REF])) {
+        gone.push(refs.get(meta[REF]));
+        refs.delete(meta[REF]);
+      }
+    });
+    if (!gone.length) {
+      return;
+    }
+    if (!refs.size) {
+      this._keys.delete(key);
+    }
+    this._fire("leave", [key, metasOf(refs), gone]);
+  };
+
+  Presence.prototype._state = function (state) {
+    var self = this;
+    state = state || {};
+    Object.keys(state).forEach(function (key) {
+      self._join(key, state[key]);
+    });
+    Array.from(this._keys.keys()).forEach(function (key) {
+      var keep = new Set(
+        (state[key] || []).map(function (meta) {
+          return meta && meta[REF];
+        })
+      );
+      self._leave(
+        key,
+        metasOf(self._keys.get(key)).filter(function (meta) {
+          return !keep.has(meta[REF]);
+        })
+      );
+    });
+    this.synced = true;
+  };
+
+  Presence.prototype._change = function (change) {
+    var self = this;
+    if (change.state) {
+      this._state(change.state);
+      return;
+    }
+    Object.keys(change.joins || {}).forEach(function (key) {
+      self._join(key, change.joins[key]);
+    });
+    Object.keys(change.leaves || {}).forEach(function (key) {
+      self._leave(key, change.leaves[key]);
+    });
+  };
+
+  function presenceState(socket) {
+    var st = state(socket);
+    if (!st.presence) {
+      // channel -> Presence; channel -> changes waiting for a subscribe's reply
+      st.presence = new Map();
+      st.presenceHeld = new Map();
+      socket.on("disconnect", function () {
+        // the replies still out will never come (the client drops their acks);
+        // the list stays as it was until the resubscribe's state fixes it
+        st.presenceHeld.clear();
+        st.presence.forEach(function (p) {
+          p.synced = false;
+        });
+      });
+    }
+    return st;
+  }
+
+  function presenceOf(socket, channel) {
+    var st = presenceState(socket);
+    var p = st.presence.get(channel);
+    if (!p) {
+      p = new Presence(channel);
+      st.presence.set(channel, p);
+    }
+    return p;
+  }
+
+  // wraps the ack of every subscribe that goes out: the changes that arrive
+  // before its reply are held, then applied after the state the reply carries
+  function presenceAck(socket, channel, ack) {
+    var st = presenceState(socket);
+    if (!st.presenceHeld.has(channel)) {
+      st.presenceHeld.set(channel, []);
+    }
+    return function (reply) {
+      var held = st.presenceHeld.get(channel) || [];
+      st.presenceHeld.delete(channel);
+      var p = st.presence.get(channel);
+      if (reply && reply.ok && reply.presence) {
+        p = presenceOf(socket, channel);
+        p._state(reply.presence);
+        held.forEach(function (change) {
+          p._change(change);
+        });
+        p._fire("sync", []);
+      } else if (p && (p.synced || p._keys.size)) {
+        // refused, or no presence any more: nobody is shown
+        p._state({});
+        p.synced = false;
+        p._fire("sync", []);
+      }
+      if (typeof ack === "function") {
+        ack.apply(this, arguments);
+      }
+    };
+  }
+
+  function onPresence(socket, change) {
+    if (!change || typeof change !== "object" || typeof change.channel !== "string") {
+      return;
+    }
+    var st = presenceState(socket);
+    var held = st.presenceHeld.get(change.channel);
+    if (held) {
+      held.push(change); // the subscribe's reply is not in yet
+      return;
+    }
+    var p = change.state ? presenceOf(socket, change.channel) : st.presence.get(change.channel);
+    if (!p || (!p.synced && !change.state)) {
+      return;
+    }
+    p._change(change);
+    p._fire("sync", []);
+  }
+
+  var presenceOnevent = proto.onevent;
+  proto.onevent = function (packet) {
+    var args = packet.data;
+    if (args && args[0] === PRESENCE_EVENT) {
+      onPresence(this, args[1]);
+    }
+    return presenceOnevent.call(this, packet);
+  };
+
+  var presenceUnsubscribe = proto.unsubscribe;
+  proto.unsubscribe = function (channel) {
+    var st = presenceState(this);
+    st.presenceHeld.delete(channel);
+    var p = st.presence.get(channel);
+    if (p) {
+      p._state({});
+      p.synced = false;
+      p._fire("sync", []);
+    }
+    return presenceUnsubscribe.apply(this, arguments);
+  };
+
+  proto.presence = function (channel) {
+    return presenceOf(this, channel);
+  };
 
   return io;
 });

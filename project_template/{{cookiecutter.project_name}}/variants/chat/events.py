@@ -2,24 +2,29 @@
 
 The page connects with ``io({auth: {name}})``, subscribes to the channel
 ``room-<room>`` and sends ``{"room": ..., "text": ...}`` messages. Every
-message the server sends has a ``type``: ``chat``, ``system``,
-``members`` or ``history``. Room channels keep their last messages
-(``SOCKETIO_HISTORY`` in settings.py): a newcomer gets them, and a page that
-reconnects gets what it missed, in order.
+message the server sends has a ``type``: ``chat``, ``system`` or
+``history``. Room channels keep their last messages (``SOCKETIO_HISTORY``
+in settings.py): a newcomer gets them, and a page that reconnects gets what
+it missed, in order.
+
+Who is in a room is the channel's presence (``SOCKETIO_PRESENCE`` in
+settings.py): one key per name, one meta per tab, shared by every server
+process when there are several. The page shows it with
+``socket.presence(channel)``.
 """
 
 from __future__ import annotations
 
-from webpy_socketio import Denied, history
+import hashlib
+
+from webpy_socketio import Denied, history, presence
 from webpy_socketio.events import on_connect, on_message, on_subscribe, on_unsubscribe
 
 MAX_NAME = 24
 MAX_TEXT = 1000
 ROOM_PREFIX = "room-"
-
-#: channel -> {session id: name}. One server process holds every socket; with
-#: several processes (SOCKETIO_MESSAGE_QUEUE), keep this in a shared store.
-members: dict[str, dict[str, str]] = {}
+#: set by the page: one id per browser, so its tabs are one person
+VISITOR_COOKIE = "visitor"
 
 
 def clean_text(value: object, limit: int) -> str | None:
@@ -33,10 +38,6 @@ def clean_text(value: object, limit: int) -> str | None:
     return value
 
 
-def member_names(channel: str) -> list[str]:
-    return sorted(members.get(channel, {}).values(), key=str.lower)
-
-
 @on_connect
 def check_name(request, socket, context):
     auth = request.auth if isinstance(request.auth, dict) else {}
@@ -44,40 +45,39 @@ def check_name(request, socket, context):
     if name is None:
         raise Denied(f"Choose a name of 1 to {MAX_NAME} characters.")
     context["name"] = name
+    # who holds the name: this browser, else this connection (only a digest
+    # of it is shown to the others)
+    visitor = request.cookies.get(VISITOR_COOKIE) or socket.session_id
+    context["owner"] = hashlib.sha256(visitor.encode()).hexdigest()[:16]
 
 
 @on_subscribe(channel=f"^{ROOM_PREFIX}")
 def join(request, socket, context, channel):
-    room = members.setdefault(channel, {})
     name = context["name"]
-    if name.lower() in (taken.lower() for taken in room.values()):
+    key = name.casefold()
+    tabs = presence(channel).get(key, [])
+    if any(tab["owner"] != context["owner"] for tab in tabs):
         raise Denied(f"The name {name} is taken in this room; choose another one.")
-    room[socket.session_id] = name
+    # tracked once every handler agreed: the room's pages see the join
+    socket.track(channel, key, {"name": name, "owner": context["owner"]})
     if socket.since(channel) is None:
         # a newcomer: the room's last messages (a page coming back from a
         # lost connection gets what it missed from the history instead)
         recent = [m["data"] for m in history(channel, limit=50).messages]
-        socket.send(
-            {"type": "history", "messages": [m for m in recent if m.get("type") != "members"]}
-        )
-    # the socket enters the channel once every handler agreed, so the
-    # newcomer gets these through send_and_broadcast_channel's own send
-    socket.send_and_broadcast_channel({"type": "system", "text": f"{name} joined"}, channel)
-    socket.send_and_broadcast_channel(
-        {"type": "members", "members": member_names(channel)}, channel
-    )
+        socket.send({"type": "history", "messages": recent})
+    if not tabs:  # another tab of the same person is no news
+        # the socket enters the channel once every handler agreed, so the
+        # newcomer gets this through send_and_broadcast_channel's own send
+        socket.send_and_broadcast_channel({"type": "system", "text": f"{name} joined"}, channel)
 
 
 @on_unsubscribe(channel=f"^{ROOM_PREFIX}")
 def leave(request, socket, context, channel):
-    # also runs for every channel of a socket that disconnects (a closed tab)
-    name = members.get(channel, {}).pop(socket.session_id, None)
-    if name is None:
-        return
-    if not members[channel]:
-        del members[channel]
-    socket.broadcast_channel({"type": "system", "text": f"{name} left"}, channel)
-    socket.broadcast_channel({"type": "members", "members": member_names(channel)}, channel)
+    # also runs for every channel of a socket that disconnects (a closed
+    # tab); untrack() says how many tabs the name still has: 0 when this was
+    # the last one, in every process
+    if socket.untrack(channel) == 0:
+        socket.broadcast_channel({"type": "system", "text": f"{context['name']} left"}, channel)
 
 
 @on_message(channel=f"^{ROOM_PREFIX}")

@@ -4,6 +4,14 @@
   "use strict";
 
   var $ = function (id) { return document.getElementById(id); };
+
+  // one id per browser, kept in a cookie its tabs share: the server counts
+  // them as one person, and keeps the name for them
+  if (!/(?:^|; )visitor=/.test(document.cookie)) {
+    var bytes = crypto.getRandomValues(new Uint8Array(16));
+    var visitor = Array.from(bytes, function (b) { return b.toString(16).padStart(2, "0"); });
+    document.cookie = "visitor=" + visitor.join("") + "; path=/; max-age=31536000; SameSite=Lax";
+  }
   var joinForm = $("join");
   var composer = $("composer");
   var socket = null;
@@ -39,7 +47,11 @@
     list.scrollTop = list.scrollHeight;
   }
 
-  function showMembers(names) {
+  // the room's members: the channel's presence, one key per name, one meta
+  // per tab
+  function showMembers(presence) {
+    var names = presence.list(function (key, tabs) { return tabs[0].name; });
+    names.sort(function (a, b) { return a.localeCompare(b); });
     var list = $("members");
     list.replaceChildren();
     names.forEach(function (name) {
@@ -93,10 +105,10 @@
       $("join-error").textContent = (reply && reply.error) || "You left the room.";
       leave();
     });
+    var presence = socket.presence("room-" + room);
+    presence.onSync(function () { showMembers(presence); });
     socket.on("message", function (msg) {
-      if (msg.type === "members") {
-        showMembers(msg.members);
-      } else if (msg.type === "history") {
+      if (msg.type === "history") {
         $("messages").replaceChildren();
         msg.messages.forEach(addMessage);
       } else {

@@ -2,6 +2,7 @@
 speak the real protocol (no server, no browser)."""
 
 import pytest
+from webpy_socketio import presence
 from webpy_socketio.testing import SocketIOTestClient
 
 import events  # noqa: F401  (registers the handlers)
@@ -9,19 +10,27 @@ import events  # noqa: F401  (registers the handlers)
 
 @pytest.fixture
 def join():
-    """join(name, room) -> a test client that joined ``room`` as ``name``."""
+    """join(name, room, visitor) -> a test client that joined ``room`` as
+    ``name``, from the browser whose visitor cookie is ``visitor``."""
     opened = []
 
-    def join(name, room="lobby"):
-        client = SocketIOTestClient(auth={"name": name})
+    def join(name, room="lobby", visitor=None):
+        headers = {"Cookie": f"visitor={visitor}"} if visitor else {}
+        client = SocketIOTestClient(auth={"name": name}, headers=headers)
         opened.append(client)
         assert client.connected, client.connect_error
-        assert client.subscribe("room-" + room)["ok"] is True
+        reply = client.subscribe("room-" + room)
+        assert reply["ok"] is True, reply
         return client
 
     yield join
     for client in opened:
         client.disconnect()
+
+
+def names(room="lobby"):
+    """Who is in the room (its presence), by name."""
+    return sorted(tabs[0]["name"] for tabs in presence("room-" + room).values())
 
 
 def of_type(messages, kind):
@@ -42,23 +51,36 @@ def test_a_message_reaches_everyone_in_the_room_and_nobody_else(join):
 
 def test_members_and_system_messages_follow_joins_and_leaves(join):
     ada = join("ada")
-    assert of_type(ada.get_messages(), "members") == [{"type": "members", "members": ["ada"]}]
+    assert names() == ["ada"]
     bob = join("bob")
-    messages = ada.get_messages()
-    assert {"type": "system", "text": "bob joined"} in messages
-    assert of_type(messages, "members")[-1]["members"] == ["ada", "bob"]
+    assert {"type": "system", "text": "bob joined"} in ada.get_messages()
+    assert names() == ["ada", "bob"]
     bob.disconnect()  # a closed tab
-    messages = ada.get_messages()
-    assert {"type": "system", "text": "bob left"} in messages
-    assert of_type(messages, "members")[-1]["members"] == ["ada"]
+    assert {"type": "system", "text": "bob left"} in ada.get_messages()
+    assert names() == ["ada"]
+
+
+def test_two_tabs_of_one_browser_are_one_member(join):
+    ada = join("ada")
+    ada.get_messages()
+    first = join("Bob", visitor="bobs-browser")
+    second = join("Bob", visitor="bobs-browser")  # the same name, the same browser
+    assert names() == ["Bob", "ada"]
+    assert len(presence("room-lobby")["bob"]) == 2  # one key, two tabs
+    assert of_type(ada.get_messages(), "system") == [{"type": "system", "text": "Bob joined"}]
+    first.disconnect()
+    assert ada.get_messages() == []  # Bob is still here
+    second.disconnect()
+    assert ada.get_messages() == [{"type": "system", "text": "Bob left"}]
 
 
 def test_a_name_is_unique_per_room(join):
-    join("ada")
-    twin = SocketIOTestClient(auth={"name": "ADA"})
+    join("ada", visitor="adas-browser")
+    twin = SocketIOTestClient(auth={"name": "ADA"}, headers={"Cookie": "visitor=someone-else"})
     reply = twin.subscribe("room-lobby")
     assert reply["ok"] is False and "taken" in reply["error"]
     assert twin.subscribe("room-other")["ok"] is True
+    assert names() == ["ada"]
     twin.disconnect()
 
 
