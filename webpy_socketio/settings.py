@@ -81,6 +81,15 @@ DEFAULTS: dict[str, Any] = {
     # holds the event loop, and so every connection, longer than this many
     # seconds; None turns the watch off.
     "SOCKETIO_BLOCKING_WARNING_SECONDS": 0.5,
+    # Bytes queued in the process for one client that reads slower than it is
+    # written to (beyond what the kernel buffers) before it is disconnected.
+    "SOCKETIO_MAX_QUEUED_BYTES": 16 * 1024 * 1024,
+    # Bytes queued for all clients of the process together; when reached, the
+    # clients with the largest queues are disconnected first.
+    "SOCKETIO_MAX_QUEUED_BYTES_TOTAL": 64 * 1024 * 1024,
+    # The kernel send buffer of each accepted connection (SO_SNDBUF), in
+    # bytes; None keeps the kernel's own sizing (megabytes per slow client).
+    "SOCKETIO_SEND_BUFFER_BYTES": 256 * 1024,
 }
 
 _lock = threading.Lock()
@@ -110,8 +119,21 @@ def _check_value(name: str, value: Any) -> None:
     ``name``; the message says what is expected."""
     if name == "SOCKETIO_PORT":
         _positive_int(name, value, 65535)
-    elif name in ("SOCKETIO_MAX_MESSAGE_BYTES", "SOCKETIO_MAX_CHANNELS_PER_SOCKET"):
+    elif name in (
+        "SOCKETIO_MAX_MESSAGE_BYTES",
+        "SOCKETIO_MAX_CHANNELS_PER_SOCKET",
+        "SOCKETIO_MAX_QUEUED_BYTES",
+        "SOCKETIO_MAX_QUEUED_BYTES_TOTAL",
+    ):
         _positive_int(name, value)
+    elif name == "SOCKETIO_SEND_BUFFER_BYTES":
+        if value is not None:
+            _positive_int(name, value)
+            if value < 4096:
+                raise ImproperlyConfigured(
+                    f"{name} must be at least 4096 bytes (or None for the kernel's own "
+                    f"sizing), not {value!r}."
+                )
     elif name == "SOCKETIO_HISTORY":
         from ._history import check_setting
 
