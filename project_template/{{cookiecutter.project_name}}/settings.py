@@ -57,6 +57,14 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # every connection) longer than this many seconds; None turns it off.
 # SOCKETIO_BLOCKING_WARNING_SECONDS = 0.5
 
+# Memory bounds: bytes queued for one client that reads too slowly before
+# it is disconnected; bytes queued for all clients together (the largest
+# queues are disconnected first); the kernel send buffer per connection
+# (None: the kernel's own sizing).
+# SOCKETIO_MAX_QUEUED_BYTES = 16 * 1024 * 1024
+# SOCKETIO_MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
+# SOCKETIO_SEND_BUFFER_BYTES = 256 * 1024
+
 # Not a webpy-socketio setting: True shows web.py's debug pages, with
 # tracebacks and local variables, to whoever triggers an error. Development
 # only.
