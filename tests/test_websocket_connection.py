@@ -301,7 +301,7 @@ def test_the_total_limit_disconnects_the_largest_queues_first(backlog_limits, ca
                     if i % (k + 1) == 0:
                         ws.write(frame)
                 # the healthy client reads as fast as it is written to
-                assert wait_for(lambda: len(got) == i + 1)
+                assert wait_for(lambda n=i + 1: len(got) == n)
         assert not healthy.broken  # its queue never grew: never a candidate
         assert slow[0][0].broken  # the one furthest behind went first
         assert connection.BACKLOG.total <= connection.MAX_TOTAL_PENDING_BYTES
