@@ -20,6 +20,7 @@ from .events import (
     on_error,
     on_finish,
     on_message,
+    on_rate_limited,
     on_subscribe,
     on_unsubscribe,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "on_error",
     "on_finish",
     "on_message",
+    "on_rate_limited",
     "on_subscribe",
     "on_unsubscribe",
     "send",

@@ -135,6 +135,7 @@ class Dispatcher:
         def on(event: str, handler: Callable[..., Any]) -> None:
             engine.on(event, handler, namespace="*")
 
+        engine.on_rate_limited = self.rate_limited
         on("connect", self.connect)
         on("disconnect", self.disconnect)
         on(MESSAGE_EVENT, self.message)
@@ -159,6 +160,12 @@ class Dispatcher:
         return True
 
     def disconnect(self, namespace: str, sid: str, reason: str | None = None) -> None:
+        engine = self.engine
+        limiter = engine.rate_limiter
+        if limiter is not None:
+            limiter.forget(sid)
+        # why this server ended it, when it said (a rate limit), else the engine's
+        reason = engine.disconnect_reasons.pop(sid, None) or reason
         client = clients.get(sid)
         if client is None:
             return
@@ -172,6 +179,12 @@ class Dispatcher:
             fire(events.on_finish, client)
         finally:
             clients.remove(sid)
+
+    def rate_limited(self, namespace: str, sid: str, event_name: str) -> None:
+        """An event of ``sid`` was refused by its rate limit."""
+        client = clients.get(sid)
+        if client is not None:
+            fire(events.on_rate_limited, client, event_name)
 
     # -- events from the client ----------------------------------------------
 

@@ -58,6 +58,7 @@ def create_engine() -> Any:
     )
     Dispatcher(engine).install()
     _apply_limits(settings.as_dict())
+    engine.rate_limiter = _rate_limiter(settings.as_dict())
     if settings.get("SOCKETIO_MESSAGE_QUEUE"):
         from . import messagequeue
 
@@ -91,6 +92,18 @@ def reset() -> None:
         clients.CLIENTS.clear()
 
 
+def _rate_limiter(values: Mapping[str, Any]) -> Any:
+    from .ratelimit import from_settings
+
+    return from_settings(
+        values.get("SOCKETIO_RATE_LIMIT", settings.get("SOCKETIO_RATE_LIMIT")),
+        values.get(
+            "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS",
+            settings.get("SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS"),
+        ),
+    )
+
+
 def _apply_limits(values: Mapping[str, Any]) -> None:
     """The limits that live in the websocket layer, process-wide."""
     from ._websocket import connection, handler
@@ -108,6 +121,8 @@ def _apply(values: Mapping[str, Any]) -> None:
     if engine is None:
         return
     _apply_limits(values)
+    if "SOCKETIO_RATE_LIMIT" in values or "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS" in values:
+        engine.rate_limiter = _rate_limiter(values)
     eio = engine.eio
     for name in ("SOCKETIO_MESSAGE_QUEUE", "SOCKETIO_FAST_PATH"):
         if name in values and values[name] != settings.get(name):

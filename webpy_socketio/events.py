@@ -211,6 +211,8 @@ on_unsubscribe = Event("on_unsubscribe")  # request, socket, context, channel
 on_error = Event("on_error")  # request, socket, context, exception
 on_disconnect = Event("on_disconnect")  # request, socket, context
 on_finish = Event("on_finish")  # request, socket, context
+#: an event the client sent was refused by SOCKETIO_RATE_LIMIT
+on_rate_limited = Event("on_rate_limited")  # request, socket, context, event_name
 
 #: The built-in events, by the wire name ``on()`` accepts for them.
 BUILTIN = {"message": on_message}

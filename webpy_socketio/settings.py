@@ -90,6 +90,13 @@ DEFAULTS: dict[str, Any] = {
     # The kernel send buffer of each accepted connection (SO_SNDBUF), in
     # bytes; None keeps the kernel's own sizing (megabytes per slow client).
     "SOCKETIO_SEND_BUFFER_BYTES": 256 * 1024,
+    # Rate limits per socket on the events a client sends, for every event
+    # ("*") and per event name: {"*": "50/s burst 100", "message": "10/s"},
+    # byte rules with a unit ("64KB/s burst 256KB"). None: no limit.
+    "SOCKETIO_RATE_LIMIT": None,
+    # A client that stays over its rate limit this many seconds is
+    # disconnected; None: never.
+    "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS": 10,
 }
 
 _lock = threading.Lock()
@@ -134,6 +141,14 @@ def _check_value(name: str, value: Any) -> None:
                     f"{name} must be at least 4096 bytes (or None for the kernel's own "
                     f"sizing), not {value!r}."
                 )
+    elif name == "SOCKETIO_RATE_LIMIT":
+        from .ratelimit import parse_setting
+
+        parse_setting(value)
+    elif name == "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS":
+        from .ratelimit import check_disconnect_setting
+
+        check_disconnect_setting(value)
     elif name == "SOCKETIO_HISTORY":
         from ._history import check_setting
 

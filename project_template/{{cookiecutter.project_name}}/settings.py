@@ -65,6 +65,13 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # SOCKETIO_MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
 # SOCKETIO_SEND_BUFFER_BYTES = 256 * 1024
 
+# Rate limits per socket on what a client sends: for every event ("*") and
+# per event name; byte rules take a unit. Refused events are answered
+# {"ok": false, "error": "rate limited"} (or dropped without an ack), and a
+# client that stays over its limit this many seconds is disconnected.
+# SOCKETIO_RATE_LIMIT = {"*": "50/s burst 100", "message": "10/s"}
+# SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS = 10
+
 # Not a webpy-socketio setting: True shows web.py's debug pages, with
 # tracebacks and local variables, to whoever triggers an error. Development
 # only.

@@ -31,6 +31,7 @@ from webpy_socketio.events import (  # noqa: E402
     on_error,
     on_finish,
     on_message,
+    on_rate_limited,
     on_subscribe,
     on_unsubscribe,
 )
@@ -136,6 +137,13 @@ def disconnected(request, socket, context):
 @on_finish
 def finished(request, socket, context):
     record("finish", context["name"])
+
+
+@on_rate_limited
+def limited(request, socket, context, event_name):
+    # a flood calls this once per refused event: record the first few only
+    if sum(1 for item in LOG if item[0] == "rate_limited") < 20:
+        record("rate_limited", context.get("name"), event_name)
 
 
 @on("shout")
