@@ -245,8 +245,10 @@ def _show(host: str) -> str:
 class Supervisor:
     """Starts N workers, restarts one that crashes, stops all on a signal."""
 
-    def __init__(self, specs: list[WorkerSpec]) -> None:
+    def __init__(self, specs: list[WorkerSpec], metrics_dir: str | None = None) -> None:
         self.specs = specs
+        #: where the workers write their metrics, summed by whichever is scraped
+        self.metrics_dir = metrics_dir
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.restarts: list[float] = []
         self.stopping = False
@@ -255,6 +257,10 @@ class Supervisor:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # the workers run in the project's folder and import from it first
         env["PYTHONPATH"] = os.pathsep.join(p for p in (spec.root, env.get("PYTHONPATH", "")) if p)
+        if self.metrics_dir is not None:
+            env["WSIO_METRICS_DIR"] = self.metrics_dir
+            # a metrics port of its own is opened by the first worker only
+            env["WSIO_METRICS_LISTEN"] = "1" if spec.index == 0 else "0"
         # patch first of all, before even webpy_socketio is imported (its
         # modules create locks at import time)
         command = [sys.executable, "-c", WORKER_ENTRY, spec.to_json()]
@@ -410,7 +416,18 @@ def serve(
         WorkerSpec(app_spec, host, p, root, i, graceful_timeout, access_log)
         for i, p in enumerate(ports)
     ]
-    sys.exit(Supervisor(specs).run())
+    metrics_dir = None
+    if values.get("SOCKETIO_METRICS"):
+        import shutil
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="wsio-metrics-")
+    try:
+        code = Supervisor(specs, metrics_dir).run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(code)
 
 
 def worker_main(argv: list[str]) -> None:

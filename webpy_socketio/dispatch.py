@@ -24,10 +24,11 @@ import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from . import _engine as boundary
-from . import _history, channels, clients, events, settings
+from . import _history, channels, clients, events, metrics, settings
 from .clients import Client
 from .events import Event
 from .exceptions import Denied, InvalidChannel
@@ -63,7 +64,25 @@ def fire(
     if not event.handlers:
         return []
     scope = (channel,) if channel is not None else (lambda: client.socket.channels)
-    results = []
+    results: list[Any] = []
+    timed = metrics.enabled
+    started = perf_counter() if timed else 0.0
+    try:
+        _run(event, client, args, scope, refusable, results)
+    finally:
+        if timed:
+            metrics.handler_ran(event.name, perf_counter() - started)
+    return results
+
+
+def _run(
+    event: Event,
+    client: Client,
+    args: tuple[Any, ...],
+    scope: Any,
+    refusable: bool,
+    results: list[Any],
+) -> None:
     for handler in event.matching(scope, client.socket.namespace):
         try:
             result = handler(client.request, client.socket, client.context, *args)
@@ -78,6 +97,8 @@ def fire(
             continue
         except Exception as exc:
             logger.exception("%s handler %s raised", event.name, _describe(handler))
+            if metrics.enabled:
+                metrics.count("wsio_handler_errors_total", event.name)
             if event is not events.on_error:
                 fire(events.on_error, client, exc)
             if refusable:
@@ -87,7 +108,6 @@ def fire(
             raise Denied("")
         if result is not None:
             results.append(result)
-    return results
 
 
 class _LogValues(dict):
@@ -157,6 +177,7 @@ class Dispatcher:
             from socketio.exceptions import ConnectionRefusedError
 
             raise ConnectionRefusedError(exc.reason or "connection refused") from None
+        metrics.count("wsio_connects_total", namespace)
         return True
 
     def disconnect(self, namespace: str, sid: str, reason: str | None = None) -> None:
@@ -169,6 +190,7 @@ class Dispatcher:
         client = clients.get(sid)
         if client is None:
             return
+        metrics.count("wsio_disconnects_total", namespace, str(reason))
         try:
             client.socket.disconnect_reason = reason
             fire(events.on_disconnect, client)
@@ -182,6 +204,10 @@ class Dispatcher:
 
     def rate_limited(self, namespace: str, sid: str, event_name: str) -> None:
         """An event of ``sid`` was refused by its rate limit."""
+        # only names the application knows: a client choosing names must
+        # not grow the metrics' label set
+        known = event_name in events.named or event_name in (MESSAGE_EVENT, SUBSCRIBE, UNSUBSCRIBE)
+        metrics.count("wsio_rate_limited_total", event_name if known else "(other)")
         client = clients.get(sid)
         if client is not None:
             fire(events.on_rate_limited, client, event_name)

@@ -97,6 +97,12 @@ DEFAULTS: dict[str, Any] = {
     # A client that stays over its rate limit this many seconds is
     # disconnected; None: never.
     "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS": 10,
+    # Prometheus metrics: a path on the app's port ("/metrics"), an address
+    # of their own ("127.0.0.1:9300"), or None (off).
+    "SOCKETIO_METRICS": None,
+    # Seconds between two heartbeats a process sends itself through the
+    # message queue, to find a deaf subscription (and re-subscribe); None: off.
+    "SOCKETIO_QUEUE_HEARTBEAT": 5,
 }
 
 _lock = threading.Lock()
@@ -149,6 +155,10 @@ def _check_value(name: str, value: Any) -> None:
         from .ratelimit import check_disconnect_setting
 
         check_disconnect_setting(value)
+    elif name == "SOCKETIO_METRICS":
+        from .metrics import check_setting
+
+        check_setting(value)
     elif name == "SOCKETIO_HISTORY":
         from ._history import check_setting
 
@@ -161,14 +171,20 @@ def _check_value(name: str, value: Any) -> None:
         "SOCKETIO_PING_TIMEOUT",
         "SOCKETIO_BLOCKING_WARNING_SECONDS",
         "SOCKETIO_CONNECT_TIMEOUT",
+        "SOCKETIO_QUEUE_HEARTBEAT",
     ):
-        optional = name in ("SOCKETIO_BLOCKING_WARNING_SECONDS", "SOCKETIO_CONNECT_TIMEOUT")
+        optional = name in (
+            "SOCKETIO_BLOCKING_WARNING_SECONDS",
+            "SOCKETIO_CONNECT_TIMEOUT",
+            "SOCKETIO_QUEUE_HEARTBEAT",
+        )
         if optional and value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             also = {
                 "SOCKETIO_BLOCKING_WARNING_SECONDS": " (or None to turn the warning off)",
                 "SOCKETIO_CONNECT_TIMEOUT": " (or None for no limit)",
+                "SOCKETIO_QUEUE_HEARTBEAT": " (or None for no heartbeat)",
             }.get(name, "")
             raise ImproperlyConfigured(
                 f"{name} must be a positive number of seconds{also}, not {value!r}."

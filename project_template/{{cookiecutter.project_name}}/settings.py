@@ -72,6 +72,16 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # SOCKETIO_RATE_LIMIT = {"*": "50/s burst 100", "message": "10/s"}
 # SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS = 10
 
+# Prometheus metrics: a path on the app's port ("/metrics"), an address of
+# their own ("127.0.0.1:9300"), or None. With wsio serve --workers N, any
+# worker answers with the sum of all of them.
+# SOCKETIO_METRICS = None
+
+# Seconds between two heartbeats each process sends itself through the
+# message queue; a subscription that stops hearing them is re-established,
+# and /socket.io/health answers 503 meanwhile. None: no heartbeat.
+# SOCKETIO_QUEUE_HEARTBEAT = 5
+
 # Not a webpy-socketio setting: True shows web.py's debug pages, with
 # tracebacks and local variables, to whoever triggers an error. Development
 # only.

@@ -108,6 +108,32 @@ def sockets_in(engine: Any, namespace: str) -> Iterator[str]:
     yield from engine.manager.rooms.get(namespace, {}).get(None, ())
 
 
+def connection_counts(engine: Any) -> list[tuple[str, str, int]]:
+    """``(namespace, transport, sockets)`` for this process's sockets."""
+    manager = engine.manager
+    sessions = engine.eio.sockets
+    counts: dict[tuple[str, str], int] = {}
+    for namespace, rooms in list(manager.rooms.items()):
+        for eio_sid in list(rooms.get(None, {}).values()):
+            session = sessions.get(eio_sid)
+            if session is None:
+                continue
+            key = (namespace, "websocket" if session.upgraded else "polling")
+            counts[key] = counts.get(key, 0) + 1
+    return [(ns, transport, n) for (ns, transport), n in sorted(counts.items())]
+
+
+def queue_health(engine: Any) -> dict[str, Any] | None:
+    """The message queue's health (see :meth:`.redis_queue.RedisQueue.health`),
+    or None without a Redis queue."""
+    from .redis_queue import RedisQueue
+
+    manager = engine.manager
+    if not isinstance(manager, RedisQueue) or manager.write_only:
+        return None
+    return manager.health()
+
+
 # -- the in-process test transport (webpy_socketio.testing) ----------------------
 
 

@@ -36,7 +36,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
-from .._websocket.connection import CLOSE_TIMEOUT, FAIR_TURN, next_turn
+from .._websocket.connection import CLOSE_TIMEOUT, FAIR_TURN, TRAFFIC, next_turn
 from .packets import CLOSED, PARSE_ERROR, log_invalid
 
 _SEPARATOR = "\x1e"
@@ -210,8 +210,10 @@ class Socket(EngineIOSocket):
             self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
             raise eio_exceptions.ContentTooLongError()
         body = environ["wsgi.input"].read(length)
+        TRAFFIC.poll_bytes_in += len(body)
         try:
             packets = decode_payload(body)
+            TRAFFIC.poll_packets_in += len(packets)
         except InvalidBody as exc:
             who = f"{environ.get('REMOTE_ADDR', '?')}, Engine.IO session {self.sid}"
             log_invalid(who, exc, action=CLOSED)

@@ -182,6 +182,32 @@ class Backlog:
 BACKLOG = Backlog()
 
 
+class Traffic:
+    """Packets and bytes in and out, counted where they pass (plain integer
+    additions: this runs for every frame). The long-polling ones are
+    counted by the engine's polling code."""
+
+    __slots__ = (
+        "packets_in",
+        "bytes_in",
+        "packets_out",
+        "bytes_out",
+        "poll_packets_in",
+        "poll_bytes_in",
+        "poll_packets_out",
+        "poll_bytes_out",
+    )
+
+    def __init__(self) -> None:
+        self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
+        self.poll_packets_in = self.poll_bytes_in = 0
+        self.poll_packets_out = self.poll_bytes_out = 0
+
+
+#: this process's traffic (read by the metrics and the Admin UI)
+TRAFFIC = Traffic()
+
+
 def configure(per_client: int | None = None, total: int | None = None) -> None:
     """Set the queue limits (the settings, applied by the engine)."""
     global MAX_PENDING_BYTES, MAX_TOTAL_PENDING_BYTES
@@ -256,6 +282,9 @@ class WebSocket:
         them behind what is already waiting (order is kept). Never waits."""
         if self.closed:
             return
+        traffic = TRAFFIC
+        traffic.packets_out += 1
+        traffic.bytes_out += len(data)
         if self._pending is not None:
             self._queue(data)
             return
@@ -504,6 +533,9 @@ class WebSocket:
             return None
 
     def _message(self, opcode: int, payload: bytes) -> str | bytes:
+        traffic = TRAFFIC
+        traffic.packets_in += 1
+        traffic.bytes_in += len(payload)
         if opcode == OP_BINARY:
             return payload
         try:
