@@ -28,7 +28,7 @@ from time import perf_counter
 from typing import Any
 
 from . import _engine as boundary
-from . import _history, channels, clients, events, metrics, settings
+from . import _history, admin, channels, clients, events, metrics, settings
 from .clients import Client
 from .events import Event
 from .exceptions import Denied, InvalidChannel
@@ -150,7 +150,11 @@ class Dispatcher:
         # namespace first); which namespaces exist is the events' registry's
         # business, asked at each connect
         engine = self.engine
-        engine.namespace_known = events.namespace_known
+
+        def namespace_known(namespace: str) -> bool:
+            return namespace == admin.namespace() or events.namespace_known(namespace)
+
+        engine.namespace_known = namespace_known
 
         def on(event: str, handler: Callable[..., Any]) -> None:
             engine.on(event, handler, namespace="*")
@@ -168,6 +172,9 @@ class Dispatcher:
     def connect(
         self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any = None
     ) -> bool:
+        if namespace == admin.namespace():
+            admin.connect(self.engine, sid, auth)
+            return True
         client = Client(Request(environ, auth), Socket(sid, self.engine, namespace))
         clients.add(client)
         try:
@@ -178,10 +185,17 @@ class Dispatcher:
 
             raise ConnectionRefusedError(exc.reason or "connection refused") from None
         metrics.count("wsio_connects_total", namespace)
+        if admin.active:
+            admin.socket_connected(self.engine, sid, namespace)
         return True
 
     def disconnect(self, namespace: str, sid: str, reason: str | None = None) -> None:
         engine = self.engine
+        if namespace == admin.namespace():
+            admin.disconnect(sid)
+            return
+        if admin.active:
+            admin.socket_disconnected(engine, sid, namespace, reason)
         limiter = engine.rate_limiter
         if limiter is not None:
             limiter.forget(sid)
@@ -223,12 +237,18 @@ class Dispatcher:
         # client could make every on_message handler raise)
         message = data[0] if len(data) == 1 else list(data) if data else None
         _log_message(client, lambda: _as_text(message))
+        if admin.active:
+            admin.event_received(self.engine, sid, namespace, [MESSAGE_EVENT, message])
         return _first(fire(events.on_message, client, message))
 
     def named(self, event_name: str, namespace: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
         if client is None:
+            if namespace == admin.namespace() and namespace is not None:
+                admin.request(self.engine, event_name, data)
             return None
+        if admin.active:
+            admin.event_received(self.engine, sid, namespace, [event_name, *data])
         if event_name.startswith(PROTOCOL_PREFIX):
             return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
         event = events.named.get(event_name)

@@ -59,6 +59,9 @@ def create_engine() -> Any:
     Dispatcher(engine).install()
     _apply_limits(settings.as_dict())
     engine.rate_limiter = _rate_limiter(settings.as_dict())
+    from . import admin
+
+    admin.configure(settings.get("SOCKETIO_ADMIN_UI"))
     if settings.get("SOCKETIO_MESSAGE_QUEUE"):
         from . import messagequeue
 

@@ -103,6 +103,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between two heartbeats a process sends itself through the
     # message queue, to find a deaf subscription (and re-subscribe); None: off.
     "SOCKETIO_QUEUE_HEARTBEAT": 5,
+    # The official Socket.IO Admin UI: {"username": ..., "password": ...}
+    # (read-only unless "read_only": False); None: off.
+    "SOCKETIO_ADMIN_UI": None,
 }
 
 _lock = threading.Lock()
@@ -155,6 +158,10 @@ def _check_value(name: str, value: Any) -> None:
         from .ratelimit import check_disconnect_setting
 
         check_disconnect_setting(value)
+    elif name == "SOCKETIO_ADMIN_UI":
+        from .admin import check_setting as check_admin
+
+        check_admin(value)
     elif name == "SOCKETIO_METRICS":
         from .metrics import check_setting
 

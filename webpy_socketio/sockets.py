@@ -6,7 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import _engine as boundary
-from . import _history
+from . import _history, admin
 from . import channels as _channels
 from .wire import DEFAULT_NAMESPACE, MESSAGE_EVENT
 
@@ -170,13 +170,16 @@ class Socket:
     def _join(self, channel: str) -> None:
         self._engine.enter_room(self.session_id, _channels.room(channel), namespace=self.namespace)
         self._joined[channel] = None
+        if admin.active:
+            admin.room_joined(self._engine, self.session_id, self.namespace, channel)
 
     def unsubscribe(self, channel: str) -> None:
         """Remove this socket from ``channel`` (nothing happens if it was
         not subscribed)."""
         _channels.validate(channel)
         self._engine.leave_room(self.session_id, _channels.room(channel), namespace=self.namespace)
-        self._joined.pop(channel, None)
+        if self._joined.pop(channel, 0) is None and admin.active:
+            admin.room_left(self._engine, self.session_id, self.namespace, channel)
 
     def disconnect(self) -> None:
         """Close the connection from the server side."""

@@ -82,6 +82,11 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # and /socket.io/health answers 503 meanwhile. None: no heartbeat.
 # SOCKETIO_QUEUE_HEARTBEAT = 5
 
+# The official Socket.IO Admin UI (npm @socket.io/admin-ui, or
+# admin.socket.io): its login, read-only unless "read_only": False. Add the
+# origin it is served from to SOCKETIO_CORS_ALLOWED_ORIGINS. None: off.
+# SOCKETIO_ADMIN_UI = {"username": "admin", "password": "change me"}
+
 # Not a webpy-socketio setting: True shows web.py's debug pages, with
 # tracebacks and local variables, to whoever triggers an error. Development
 # only.

@@ -108,6 +108,34 @@ def sockets_in(engine: Any, namespace: str) -> Iterator[str]:
     yield from engine.manager.rooms.get(namespace, {}).get(None, ())
 
 
+def namespaces(engine: Any) -> list[str]:
+    """The namespaces that have sockets in this process."""
+    return [ns for ns in list(engine.manager.rooms) if ns]
+
+
+def namespace_exists(engine: Any, namespace: Any) -> bool:
+    return isinstance(namespace, str) and namespace in engine.manager.rooms
+
+
+def session_of(engine: Any, sid: str, namespace: str) -> tuple[str | None, dict[str, Any], str]:
+    """A socket's Engine.IO session id, its connect environ and transport."""
+    eio_sid = engine.manager.eio_sid_from_sid(sid, namespace)
+    session = engine.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    transport = "websocket" if session is not None and session.upgraded else "polling"
+    return eio_sid, engine.environ.get(eio_sid, {}), transport
+
+
+def rooms_of(engine: Any, sid: str, namespace: str) -> list[str]:
+    """The rooms a socket is in (its own, named after its id, included)."""
+    return [r for r in engine.manager.get_rooms(sid, namespace) if r]
+
+
+def session_counts(engine: Any) -> tuple[int, int]:
+    """(Engine.IO sessions, those on long-polling) in this process."""
+    sessions = list(engine.eio.sockets.values())
+    return len(sessions), sum(1 for s in sessions if not s.upgraded)
+
+
 def connection_counts(engine: Any) -> list[tuple[str, str, int]]:
     """``(namespace, transport, sockets)`` for this process's sockets."""
     manager = engine.manager
