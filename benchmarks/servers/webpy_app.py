@@ -11,6 +11,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import os  # noqa: E402
 import sys  # noqa: E402
 
 import web  # noqa: E402
@@ -18,6 +19,13 @@ import web  # noqa: E402
 from webpy_socketio import SocketIOServer, configure, on, socketio_urls  # noqa: E402
 
 configure(SOCKETIO_MESSAGE_LOG_FORMAT=None)
+# the cost of the operations features, measured as servers of their own
+# (run.py's webpy-metrics and webpy-limits): metrics on, or a rate limit
+# that every benchmark stays under
+if os.environ.get("WSIO_BENCH_METRICS"):
+    configure(SOCKETIO_METRICS="/metrics")
+if os.environ.get("WSIO_BENCH_RATE_LIMIT"):
+    configure(SOCKETIO_RATE_LIMIT={"*": ["1000000/s", "1000MB/s"], "echo": "1000000/s"})
 
 urls = ("/", "Index") + socketio_urls
 
