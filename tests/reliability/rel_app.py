@@ -136,6 +136,9 @@ def message(request, socket, context, message):
             "name": context["name"],
             "channels": socket.channels,
         }
+    if op == "broadcast":
+        socket.broadcast_channel(message["data"], message["channel"])
+        return {"broadcast": message.get("n")}
     if op == "join":
         # a subscription decided by the server: no on_subscribe runs
         socket.subscribe(message["channel"])

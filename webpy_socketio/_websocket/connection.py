@@ -138,13 +138,16 @@ class Backlog:
     them.
 
     A frame shared by several recipients (a broadcast's) is one bytes
-    object, never copied per client, but it counts for every client that
-    still has it queued: the real memory is at most :attr:`total`.
+    object, never copied per client: it counts once in :attr:`total` (the
+    memory the queues really hold) for as long as any queue holds it, and in
+    full in each client's own count (what that client is behind by).
     """
 
     def __init__(self) -> None:
-        #: bytes queued for all websockets together
+        #: bytes of the frames queued for all websockets together, each once
         self.total = 0
+        #: id(frame) -> [its size, how many queues hold it]
+        self._refs: dict[int, list[int]] = {}
         #: the websockets that have bytes queued
         self.holders: set[WebSocket] = set()
         #: clients disconnected because the total reached its limit
@@ -152,12 +155,27 @@ class Backlog:
         #: clients disconnected because their own queue reached its limit
         self.dropped = 0
 
-    def add(self, ws: WebSocket, n: int) -> None:
-        self.total += n
+    def hold(self, frame: bytes) -> None:
+        """A queue took ``frame`` (or a view of it)."""
+        entry = self._refs.get(id(frame))
+        if entry is not None:
+            entry[1] += 1
+            return
+        size = len(frame)
+        self._refs[id(frame)] = [size, 1]
+        self.total += size
         if self.total > MAX_TOTAL_PENDING_BYTES:
-            self.shed_largest(ws)
+            self.shed_largest()
 
-    def shed_largest(self, current: WebSocket | None = None) -> None:
+    def release(self, frame: bytes) -> None:
+        """A queue let ``frame`` go (written, or dropped)."""
+        entry = self._refs[id(frame)]
+        entry[1] -= 1
+        if not entry[1]:
+            del self._refs[id(frame)]
+            self.total -= entry[0]
+
+    def shed_largest(self) -> None:
         """Disconnect the clients with the largest queues until the total is
         back under :data:`SHED_TO` of its limit; one log line says who."""
         target = MAX_TOTAL_PENDING_BYTES * SHED_TO
@@ -180,6 +198,11 @@ class Backlog:
 
 #: this process's queued bytes (read by the metrics)
 BACKLOG = Backlog()
+
+
+def _frame_of(item: bytes | memoryview) -> Any:
+    """The frame object a queued item is (or is a view of)."""
+    return item.obj if type(item) is memoryview else item
 
 
 class Traffic:
@@ -306,28 +329,27 @@ class WebSocket:
     def _queue(self, data: bytes | memoryview) -> None:
         assert self._pending is not None
         n = len(data)
-        self._pending.append(data)
-        self._pending_bytes += n
-        if self._pending_bytes > MAX_PENDING_BYTES:
+        if self._pending_bytes + n > MAX_PENDING_BYTES:
             # the client reads far slower than we write: let it go rather
             # than buffer without limit
             BACKLOG.dropped += 1
-            BACKLOG.total += n
             self._abort()
             return
-        BACKLOG.add(self, n)
+        self._pending.append(data)
+        self._pending_bytes += n
+        BACKLOG.hold(_frame_of(data))
 
     def _sent(self, n: int) -> None:
         """``n`` bytes from the front of the queue reached the kernel."""
         pending = self._pending
         assert pending is not None
         self._pending_bytes -= n
-        BACKLOG.total -= n
         while n:
             head = pending[0]
             size = len(head)
             if size <= n:
                 pending.popleft()
+                BACKLOG.release(_frame_of(head))
                 n -= size
             else:
                 pending[0] = memoryview(head)[n:]
@@ -369,11 +391,17 @@ class WebSocket:
     def _release(self) -> None:
         """Forget the queue (written, or dropped with the connection)."""
         if self._pending is not None:
-            self._pending.clear()
+            self._drop_queue()
             self._pending = None
-        BACKLOG.total -= self._pending_bytes
-        self._pending_bytes = 0
         BACKLOG.holders.discard(self)
+
+    def _drop_queue(self) -> None:
+        pending = self._pending
+        assert pending is not None
+        for item in pending:
+            BACKLOG.release(_frame_of(item))
+        pending.clear()
+        self._pending_bytes = 0
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait (at most ``timeout`` seconds) until queued bytes are written."""
@@ -415,9 +443,7 @@ class WebSocket:
         self.broken = True
         if self._pending is not None:
             # the flusher (if one runs) ends on the broken connection
-            self._pending.clear()
-            BACKLOG.total -= self._pending_bytes
-            self._pending_bytes = 0
+            self._drop_queue()
             BACKLOG.holders.discard(self)
         try:
             self._raw.shutdown(2)  # SHUT_RDWR wakes a greenlet blocked in recv
