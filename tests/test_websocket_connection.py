@@ -330,3 +330,35 @@ def test_the_total_limit_disconnects_the_largest_queues_first(backlog_limits, ca
             y.close()
         a.close()
         b.close()
+
+
+# -- fair turns ------------------------------------------------------------------
+
+
+def test_a_connection_with_more_input_lets_the_others_take_turns():
+    # a client whose 1,000 messages are all read already, and one whose single
+    # message arrives while its reader waits: the second is read after at
+    # most a turn of the first (before, the first kept the loop for all
+    # 1,000: nothing in its read loop switched while data was ready)
+    a_server, a_client = gsocket.socketpair()
+    b_server, b_client = gsocket.socketpair()
+    order: list[str | bytes | None] = []
+
+    def read(ws: WebSocket, n: int) -> None:
+        for _ in range(n):
+            order.append(ws.receive())
+
+    polite = gevent.spawn(read, WebSocket(b_server), 1)
+    gevent.sleep(0.05)  # waiting for its client
+    b_client.sendall(client_frame(OP_TEXT, b"polite"))
+    burst = b"".join(client_frame(OP_TEXT, b"g%d" % i) for i in range(1000))
+    greedy = gevent.spawn(read, WebSocket(a_server, initial=burst), 1000)
+    gevent.joinall([polite, greedy], timeout=10)
+    try:
+        assert len(order) == 1001
+        # a turn or two (the loop may resume the first before it polls for input)
+        assert order.index("polite") <= 2 * connection.FAIR_TURN + 2, order.index("polite")
+        assert [m for m in order if m != "polite"] == [f"g{i}" for i in range(1000)]
+    finally:
+        for sock in (a_server, a_client, b_server, b_client):
+            sock.close()

@@ -70,7 +70,7 @@ READ_SIZE = 65536
 #: lets the other connections run: a client that keeps sending would
 #: otherwise keep the event loop (gevent's recv does not switch while data
 #: is ready), and every other client would wait for it.
-FAIR_TURN = 16
+FAIR_TURN = 4
 
 
 def next_turn() -> None:
