@@ -12,10 +12,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 from rawsio import WsSession
-from relsupport import path_server, save
+from relsupport import RelServer, path_server, save
+from support import wait_until
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
@@ -104,3 +106,39 @@ def test_slow_readers_cannot_take_the_memory(rel_server):
     assert peak < 200 * 1024, f"peak {peak / 1024:.0f} MB (base {base / 1024:.0f} MB)"
     sender.close()
     healthy.close()
+
+
+@pytest.mark.parametrize("limit", ["client", "total"])
+def test_the_queue_limits_cut_readers_that_stopped(limit):
+    # SOCKETIO_MAX_QUEUED_BYTES (a client 1 MB behind) and
+    # SOCKETIO_MAX_QUEUED_BYTES_TOTAL (1 MB for all): five clients that stopped
+    # reading are cut, with a log line and a metric, while a reading one
+    # gets every message
+    server = RelServer(f"memory-{limit}", "rel_tight_settings", env={"WSIO_TEST_LIMIT": limit})
+    try:
+        sender = WsSession(server.host, server.port)
+        healthy = WsSession(server.host, server.port)
+        stopped = [WsSession(server.host, server.port) for _ in range(5)]
+        for session in (sender, healthy, *stopped):
+            session.connect()
+        for session in (healthy, *stopped):
+            assert session.call("wsio:subscribe", "flood") == [{"ok": True}]
+        payload = "s" * 8000
+        for n in range(400):  # 3.2 MB to each subscriber
+            message = {"op": "broadcast", "channel": "flood", "data": [n, payload], "n": n}
+            assert sender.call("message", message, timeout=30) == [{"broadcast": n}]
+            healthy.pump(lambda n=n: len(healthy.inbox.events) > n, timeout=30)
+        assert [e[1][0] for e in healthy.inbox.events] == list(range(400))
+        assert wait_until(lambda: server.registry()["clients"] == 2, timeout=20), server.registry()
+        text = server.output()
+        if limit == "client":
+            assert text.count("behind (SOCKETIO_MAX_QUEUED_BYTES)") == 5, text
+        else:
+            assert "reached SOCKETIO_MAX_QUEUED_BYTES_TOTAL (1 MB)" in text, text
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            metrics = response.read().decode()
+        assert f'wsio_slow_client_disconnects_total{{limit="{limit}"}} 5.0' in metrics, metrics
+        for session in (sender, healthy, *stopped):
+            session.close("reset")
+    finally:
+        server.stop()

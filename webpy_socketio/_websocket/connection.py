@@ -333,6 +333,11 @@ class WebSocket:
             # the client reads far slower than we write: let it go rather
             # than buffer without limit
             BACKLOG.dropped += 1
+            logger.warning(
+                "Disconnected %s: it fell %.1f MB behind (SOCKETIO_MAX_QUEUED_BYTES)",
+                self.peer,
+                self._pending_bytes / 1048576,
+            )
             self._abort()
             return
         self._pending.append(data)
