@@ -397,5 +397,11 @@ def start(setting: Any) -> Any:
     from gevent import pywsgi
 
     listener = pywsgi.WSGIServer(where, serve, log=None)
-    listener.start()
+    try:
+        listener.start()
+    except OSError as exc:
+        # the app still serves; the metrics' port is another process's (the
+        # worker being replaced by a reload, say)
+        logger.warning("SOCKETIO_METRICS: cannot listen on %s (%s); no metrics here", setting, exc)
+        return None
     return listener

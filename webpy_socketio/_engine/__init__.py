@@ -48,7 +48,8 @@ libraries. In short:
   ``.sid_from_eio_sid``, ``.eio_sid_from_sid``, ``.is_connected``;
   ``packet.Packet.decode``, ``.add_attachment``, ``.data_is_binary``;
   ``RedisManager._publish``, ``._redis_connect``,
-  ``._redis_listen_with_retries`` and its ``redis_options`` option.
+  ``._redis_listen_with_retries`` and its ``redis_options`` option,
+  ``.initialize``, ``.host_id``.
 """
 
 from __future__ import annotations

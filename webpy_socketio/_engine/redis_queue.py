@@ -126,10 +126,10 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
         now = time.monotonic()
         age = now - self._last_echo
         reason = None
+        # the reason is shown to whoever asks the health endpoint: the
+        # details (addresses, errors) are in the log only
         if self._down_since is not None:
-            reason = (
-                f"message queue unreachable for {now - self._down_since:.0f} s ({self.last_error})"
-            )
+            reason = f"message queue unreachable for {now - self._down_since:.0f} s"
         elif not self._subscribed.is_set():
             reason = "message queue not subscribed yet"
         elif self._deaf_since is not None or (
