@@ -16,6 +16,7 @@ setup(
         "webpy_socketio.templates",
         "webpy_socketio.static",
         "webpy_socketio.cli",
+        "webpy_socketio.cli.dev",
         "webpy_socketio.cli.templates",
         "webpy_socketio.project_template",
         "webpy_socketio.project_template.hooks",

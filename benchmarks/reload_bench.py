@@ -1,26 +1,35 @@
-"""How long a code change takes to be served: ``wsio runserver`` beside
-Flask-SocketIO's ``socketio.run(app, debug=True, use_reloader=True)`` under
-gevent, on the same machine, in the same run.
+"""How long a code change takes to reach an open page: ``wsio runserver``
+beside Flask-SocketIO's ``socketio.run(app, debug=True, use_reloader=True)``
+under gevent, on the same machine, in the same run.
 
 ::
 
-    .venv/bin/python benchmarks/reload_bench.py              # 20 edits each
+    .venv/bin/python benchmarks/reload_bench.py              # 20 edits each, in Chromium
+    .venv/bin/python benchmarks/reload_bench.py --http       # the server only (GET /value)
     .venv/bin/python benchmarks/reload_bench.py --all        # also both stat reloaders
 
 One edit: rewrite ``VALUE = "..."`` in the module the app's handlers use
-(in place, as an editor saves), then request ``GET /value`` every 2 ms until
-the answer carries the new value. The time from just before the write to
-that answer is the figure: it includes noticing the change, the restart, the
-imports and the first request. Refused connections (a server that rebinds
-its port) and answers with the old value are simply retried. Between edits
-the server gets ``--pause`` seconds to settle.
+(in place, as an editor saves). By default (``--browser``) a page is open in
+headless Chromium (/usr/bin/chromium), connected with the official client
+and subscribed to a channel, as a chat page is; on every connect it asks
+the server for the value over Socket.IO and shows it. The figure is the time
+from just before the write to the moment the page shows the new value
+(``Date.now()`` in the page against the wall clock here): it includes
+noticing the change, the restart, the imports, the page's reconnection
+(with whatever back-off its client applies) and the round trip. With
+``--http``, ``GET /value`` is requested every 2 ms instead, and the figure
+ends at the first answer carrying the new value. Between edits the server
+gets ``--pause`` seconds to settle.
 
-Flask-SocketIO runs in its own virtualenv under $TMPDIR (default /tmp),
-made on first use from ``requirements-peers.txt`` plus watchdog (werkzeug's
-reloader uses watchdog when it is installed, its faster choice); nothing is
-installed into the project's .venv. Not part of the test suite: no timing
-is asserted anywhere, the figures and their ratio are printed, and the raw
-times are written to ``benchmarks/results/reload-latest.json``.
+Both sides serve the same page script and the same client file, the
+version webpy-socketio pins, put in each project's static/ by ``wsio
+client`` (npm). Flask-SocketIO runs in its own virtualenv under $TMPDIR
+(default /tmp), made on first use from ``requirements-peers.txt`` plus
+watchdog (werkzeug's reloader uses watchdog when it is installed, its faster
+choice); nothing is installed into the project's .venv. Not part of the
+test suite: no timing is asserted anywhere, the figures and their ratio are
+printed (median and p90), and the raw times are written to
+``benchmarks/results/reload-latest.json``.
 """
 
 from __future__ import annotations
@@ -58,10 +67,14 @@ import os
 import sys
 
 from flask import Flask
-from flask_socketio import SocketIO
+from flask_socketio import SocketIO, join_room
 
 import values
 
+PAGE = (
+    '<!doctype html><meta charset="utf-8"><title>reload bench</title><p id="value"></p>'
+    '<script src="/static/socket.io.min.js"></script><script src="/static/bench.js"></script>'
+)
 app = Flask(__name__)
 socketio = SocketIO(app, async_mode="gevent")
 
@@ -71,9 +84,20 @@ def value():
     return {"value": values.VALUE, "pid": os.getpid()}
 
 
+@app.route("/")
+def index():
+    return PAGE
+
+
 @socketio.on("value")
 def value_event():
     return values.VALUE
+
+
+@socketio.on("join")
+def join(room):
+    join_room(room)
+    return True
 
 
 if __name__ == "__main__":
@@ -88,6 +112,43 @@ if __name__ == "__main__":
         log_output=False,
     )
 '''
+
+
+#: The page script both servers serve: on every connect it joins a channel
+#: (wsio.js does it again by itself after a reconnect; the Flask page asks)
+#: and shows the server's value, noting when each value was first shown.
+BENCH_JS = """
+window.bench = { shown: {}, connects: 0 };
+var socket = io();
+var wsio = typeof socket.subscribe === "function";
+function show(value) {
+  if (!(value in window.bench.shown)) { window.bench.shown[value] = Date.now(); }
+  document.getElementById("value").textContent = value;
+}
+socket.on("connect", function () {
+  window.bench.connects += 1;
+  if (!wsio) { socket.emit("join", "room-1"); }
+  socket.emit("value", show);
+});
+if (wsio) { socket.subscribe("room-1"); }
+"""
+WSIO_TEMPLATE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>reload bench</title></head>
+<body><p id="value"></p>
+<%include file="socketio_scripts.html"/>
+<script src="/static/bench.js"></script>
+</body></html>
+"""
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def log(message: str) -> None:
@@ -187,6 +248,36 @@ class Server:
         self._log.close()
 
 
+class BrowserProbe:
+    """An open page on a server: what it shows, and when it first showed it."""
+
+    def __init__(self, browser: Any, server: Server) -> None:
+        self.server = server
+        self.page = browser.new_page()
+        self.page.goto(f"http://127.0.0.1:{server.port}/")
+
+    def wait_value(self, expected: str, timeout: float, since: float | None = None) -> float | None:
+        """Seconds from ``since`` (a ``time.time()``; default now) until the
+        page showed ``expected``, by the page's clock (None: not within
+        timeout)."""
+        written = time.time() if since is None else since
+        try:
+            self.page.wait_for_function(
+                f"window.bench && window.bench.shown[{json.dumps(expected)}] !== undefined",
+                timeout=timeout * 1000,
+                polling=10,
+            )
+        except Exception:  # noqa: BLE001 - playwright's timeout: the edit was missed
+            if self.server.proc.poll() is not None:
+                raise RuntimeError(f"the server exited; see {self.server.log_path}") from None
+            return None
+        shown = self.page.evaluate(f"window.bench.shown[{json.dumps(expected)}]")
+        return max(0.0, shown / 1000 - written)
+
+    def close(self) -> None:
+        self.page.close()
+
+
 def set_value(path: Path, value: str) -> None:
     lines = path.read_text().splitlines(keepends=True)
     lines = [f'VALUE = "{value}"\n' if line.startswith("VALUE = ") else line for line in lines]
@@ -202,28 +293,44 @@ def measure(
     pause: float,
     timeout: float,
     first: float = 60,
+    browser: Any = None,
 ) -> dict[str, Any]:
+    """Time ``edits`` edits of ``module`` (after one that warms up), through
+    an open page when ``browser`` is given, else through ``GET /value``."""
     if server.wait_value("v0", first) is None:
         raise RuntimeError(f"never served the first value within {first:g} s")
+    probe: Any = server
+    if browser is not None:
+        probe = BrowserProbe(browser, server)
+        if probe.wait_value("v0", 30) is None:
+            raise RuntimeError("the page never showed the first value")
     times: list[float] = []
     missed = 0
-    for i in range(1, edits + 2):  # the first edit warms up and is not counted
-        time.sleep(pause)
-        value = f"v{i}"
-        started = time.perf_counter()
-        set_value(module, value)
-        took = server.wait_value(value, timeout)
-        if took is not None:
-            took = time.perf_counter() - started
-        if i == 1:
-            continue
-        if took is None:
-            missed += 1
-            log(f"  {label}: edit {i} not served within {timeout:g} s")
-            if server.wait_value(value, 30) is None:
-                raise RuntimeError(f"edit {i} was never served")
-        else:
-            times.append(took)
+    try:
+        for i in range(1, edits + 2):  # the first edit warms up and is not counted
+            time.sleep(pause)
+            value = f"v{i}"
+            written = time.time()
+            started = time.perf_counter()
+            set_value(module, value)
+            if browser is None:
+                took = server.wait_value(value, timeout)
+                if took is not None:
+                    took = time.perf_counter() - started
+            else:  # the page's own clock says when it showed the value
+                took = probe.wait_value(value, timeout, since=written)
+            if i == 1:
+                continue
+            if took is None:
+                missed += 1
+                log(f"  {label}: edit {i} not shown within {timeout:g} s")
+                if probe.wait_value(value, 30) is None:
+                    raise RuntimeError(f"edit {i} was never shown")
+            else:
+                times.append(took)
+    finally:
+        if browser is not None:
+            probe.close()
     return summarize(label, times, missed)
 
 
@@ -242,6 +349,23 @@ def summarize(label: str, times: list[float], missed: int) -> dict[str, Any]:
     }
 
 
+def client_file(work: Path) -> Path:
+    """The pinned official client, fetched once by ``wsio client`` (npm)."""
+    folder = work / "client"
+    if not (folder / "static" / "socket.io.min.js").is_file():
+        folder.mkdir(exist_ok=True)
+        subprocess.run([str(WSIO), "client", "-d", str(folder)], check=True, timeout=300)
+    return folder / "static" / "socket.io.min.js"
+
+
+def add_page(project: Path, work: Path) -> None:
+    """The page script and the client, in the project's static/."""
+    static = project / "static"
+    static.mkdir(exist_ok=True)
+    (static / "bench.js").write_text(BENCH_JS)
+    shutil.copyfile(client_file(work), static / "socket.io.min.js")
+
+
 @contextlib.contextmanager
 def wsio_server(work: Path, reloader: str, logs: Path) -> Iterator[tuple[Server, Path]]:
     project = work / f"wsio-{reloader}"
@@ -251,6 +375,8 @@ def wsio_server(work: Path, reloader: str, logs: Path) -> Iterator[tuple[Server,
         ignore=shutil.ignore_patterns("__pycache__"),
     )
     set_value(project / "events.py", "v0")
+    (project / "templates" / "index.html").write_text(WSIO_TEMPLATE)
+    add_page(project, work)
     port = free_port()
     command = [str(WSIO), "runserver", f"127.0.0.1:{port}", "--no-access-log"]
     if reloader != "watchdog":
@@ -270,6 +396,7 @@ def flask_server(
     project.mkdir()
     (project / "app.py").write_text(FLASK_APP)
     (project / "values.py").write_text('VALUE = "v0"\n')
+    add_page(project, work)
     port = free_port()
     command = [python, "app.py", str(port), reloader]
     server = Server(command, project, port, logs / f"flask-{reloader}.log")
@@ -277,6 +404,19 @@ def flask_server(
         yield server, project / "values.py"
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium through Playwright (the system's Chromium)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def show(result: dict[str, Any]) -> str:
@@ -302,6 +442,12 @@ def main() -> int:
         help="also wsio's stat reloader, and Flask-SocketIO with werkzeug's watchdog reloader",
     )
     parser.add_argument("--only", choices=["wsio", "flask"], help="measure one side only")
+    parser.add_argument(
+        "--http",
+        dest="browser",
+        action="store_false",
+        help="time until GET /value answers the new value, instead of an open page showing it",
+    )
     args = parser.parse_args()
     if not 1 <= args.edits <= 500:
         parser.error("--edits must be from 1 to 500")
@@ -316,6 +462,11 @@ def main() -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} cores",
             "loadavg_before": os.getloadavg(),
             "ours": versions(sys.executable, ["webpy-socketio", "gevent", "watchdog", "web.py"]),
+            "measure": (
+                "an open page (headless Chromium) showing the new value"
+                if args.browser
+                else "GET /value answering the new value"
+            ),
         }
         python = ""
         if args.only != "wsio":
@@ -352,22 +503,31 @@ def main() -> int:
                     20,
                 ),
             ]
-        for key, side, label, factory, first in series:
-            if args.only and side != args.only:
-                continue
-            log(f"measuring {label} ...")
-            with factory() as (server, module):
-                try:
-                    result = measure(
-                        label, server, module, args.edits, args.pause, args.timeout, first
-                    )
-                except RuntimeError as exc:
-                    result = {"label": label, "error": str(exc)}
-            results.append({"key": key, **result})
+        with contextlib.ExitStack() as stack:
+            browser = stack.enter_context(chromium()) if args.browser else None
+            for key, side, label, factory, first in series:
+                if args.only and side != args.only:
+                    continue
+                log(f"measuring {label} ...")
+                with factory() as (server, module):
+                    try:
+                        result = measure(
+                            label,
+                            server,
+                            module,
+                            args.edits,
+                            args.pause,
+                            args.timeout,
+                            first,
+                            browser,
+                        )
+                    except RuntimeError as exc:
+                        result = {"label": label, "error": str(exc)}
+                results.append({"key": key, **result})
         info["loadavg_after"] = os.getloadavg()
         info["finished"] = time.strftime("%Y-%m-%d %H:%M")
 
-    print(f"Reload latency, file write -> new code answering ({args.edits} edits each)")
+    print(f"Reload latency, file write -> {info['measure']} ({args.edits} edits each)")
     print(
         f"Python {info['python']}, {info['machine']}, load average before "
         f"{info['loadavg_before'][0]:.2f}, after {info['loadavg_after'][0]:.2f}"

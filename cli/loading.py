@@ -5,9 +5,10 @@ Shared by the commands that serve a project (``wsio runserver``,
 (a ``web.application``) and usually ``settings.py``; any WSGI callable
 named as ``MODULE:ATTR`` works too::
 
-    from webpy_socketio.cli.loading import load_app, select_settings
+    from webpy_socketio.cli.loading import load_app, read_settings, use_settings
 
-    select_settings("settings_dev")         # or None for the default
+    use_settings("settings_dev")            # or None for the default
+    values = read_settings()                # every SOCKETIO_* setting
     application = load_app("app:app")       # a WSGI callable
 
 Nothing here imports gevent or web.py: call :func:`load_app` only after
@@ -39,9 +40,6 @@ from webpy_socketio.exceptions import ImproperlyConfigured, WebpySocketIOError
 DEFAULT_APP = "app:app"
 #: Attribute names tried, in order, when ``--app`` names only a module.
 DEFAULT_ATTRIBUTES = ("app", "application")
-#: Environment variable naming the settings module (read by
-#: :mod:`webpy_socketio.settings`).
-SETTINGS_ENV = "WSIO_SETTINGS_MODULE"
 #: How many parent folders are searched for a project.
 MAX_PARENTS = 8
 
@@ -132,25 +130,33 @@ def add_to_path(folder: str | os.PathLike[str]) -> None:
     sys.path.insert(0, folder)
 
 
-def select_settings(module: str | None) -> None:
-    """Make ``module`` the settings module of this process and of the
-    processes it starts (None keeps ``WSIO_SETTINGS_MODULE`` or the
-    default ``settings``), and forget values read before.
+def use_settings(module: str | None) -> str:
+    """Choose the settings module of this process and of the processes it
+    starts: the one way every command does it (``--settings MODULE``; None
+    keeps ``WSIO_SETTINGS_MODULE``, or else ``settings``). Values read
+    before are forgotten.
 
-    :raises NoAppError: when ``module`` is not a dotted module name.
+    :returns: the name of the module in use.
+    :raises click.BadParameter: when ``module`` is not a dotted module name.
     """
+    import click
+
     from webpy_socketio import settings
 
     if module is not None:
+        problem = None
         if module.endswith(".py"):
-            raise NoAppError(
+            problem = (
                 f"--settings {module!r} is a file name; give the module name "
                 f"{Path(module).stem!r} (its folder must be the project's or on PYTHONPATH)."
             )
-        if not _MODULE_RE.fullmatch(module):
-            raise NoAppError(f"--settings {module!r} is not a module name such as 'settings'.")
-        os.environ[SETTINGS_ENV] = module
+        elif not _MODULE_RE.fullmatch(module):
+            problem = f"--settings {module!r} is not a Python module name such as 'settings'."
+        if problem:
+            raise click.BadParameter(problem, param_hint="--settings")
+        os.environ[settings.MODULE_ENV] = module
     settings.reset()
+    return settings.selected_module()
 
 
 def read_settings(fresh: bool = False) -> dict[str, Any]:
@@ -160,15 +166,28 @@ def read_settings(fresh: bool = False) -> dict[str, Any]:
         reads it more than once while the developer edits it.
     :raises ImproperlyConfigured: for an unknown setting, a bad value or a
         settings module that cannot be imported (the message says which).
+    :raises Exception: whatever the settings module's own code raises.
     """
     from webpy_socketio import settings
 
     if fresh:
-        name = os.environ.get(SETTINGS_ENV, "").strip() or "settings"
-        sys.modules.pop(name, None)
+        sys.modules.pop(settings.selected_module(), None)
         importlib.invalidate_caches()
         settings.reset()
     return settings.as_dict()
+
+
+def read_settings_or_exit(fresh: bool = False) -> dict[str, Any]:
+    """:func:`read_settings` for a command that cannot wait for a fix: any
+    failure becomes a :class:`click.ClickException` (one line for a bad
+    setting, the trimmed traceback for an error in the module's code)."""
+    import click
+
+    try:
+        return read_settings(fresh)
+    except Exception as exc:
+        message = describe_error(exc).strip().removeprefix("Error: ")
+        raise click.ClickException(message) from None
 
 
 def load_app(spec: str = DEFAULT_APP, root: str | os.PathLike[str] | None = None) -> Any:

@@ -51,6 +51,15 @@ DEPENDENCY_MODULES = frozenset(
 )
 
 
+#: The project's own modules (and its test package): a project named after
+#: one of them would be two things under one import name.
+PROJECT_MODULES = frozenset({"app", "events", "settings", "tests", "conftest"})
+
+#: The requirement the template writes, right once webpy-socketio is on an
+#: index (PyPI).
+INDEX_REQUIREMENT = "webpy-socketio>=1.0,<2"
+
+
 def _suggest(name: str) -> str:
     """A usable name close to ``name``, for the error message."""
     candidate = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_").lower()
@@ -84,6 +93,12 @@ def name_problem(name: str, suggest: bool = True) -> str | None:
             f"{name!r} would shadow the standard library module {name.lower()!r}; "
             f"choose another name{hint}."
         )
+    if name.lower() in PROJECT_MODULES:
+        own = ", ".join(sorted(PROJECT_MODULES - {"conftest"}))
+        return (
+            f"{name!r} is the name of one of the project's own modules ({own}); "
+            f"choose another name{hint}."
+        )
     if name.lower() in DEPENDENCY_MODULES:
         return (
             f"{name!r} would shadow the {name.lower()!r} module the project depends on; "
@@ -111,6 +126,62 @@ def template_dir() -> Path:
     from importlib import resources
 
     return Path(str(resources.files("webpy_socketio.project_template")))
+
+
+def installed_requirement() -> tuple[str, str | None]:
+    """How the running webpy-socketio was installed, as a requirement line
+    for a new project, and a comment saying where it comes from (None when
+    it came from an index, where the plain requirement works).
+
+    pip records a direct install (a folder, a VCS URL, an archive) in the
+    distribution's ``direct_url.json`` (PEP 610): a project made from a
+    clone then installs webpy-socketio from that same clone.
+    """
+    from importlib import metadata
+
+    found = None
+    # a build leftover (webpy_socketio.egg-info in a checkout) has no
+    # INSTALLER file: the installed distribution is the one pip recorded
+    for dist in metadata.distributions(name="webpy-socketio"):
+        if dist.read_text("INSTALLER") is not None:
+            found = dist
+            break
+    if found is None:
+        return INDEX_REQUIREMENT, None
+    try:
+        direct = json.loads(found.read_text("direct_url.json") or "null")
+    except ValueError:
+        direct = None
+    if not isinstance(direct, dict) or not isinstance(direct.get("url"), str):
+        return INDEX_REQUIREMENT, None
+    url = direct["url"]
+    vcs = direct.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("vcs"):
+        commit = vcs.get("commit_id") or vcs.get("requested_revision")
+        line = f"webpy-socketio @ {vcs['vcs']}+{url}" + (f"@{commit}" if commit else "")
+        return line, "from a version-control URL"
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        path = Path(unquote(urlsplit(url).path))
+        if not path.exists():
+            return INDEX_REQUIREMENT, None  # installed from a file that is gone
+        what = "a local folder" if "dir_info" in direct else "a local archive"
+        return f"webpy-socketio @ {url}", f"from {what}"
+    return f"webpy-socketio @ {url}", "from a URL"
+
+
+def _write_requirement(project: Path) -> None:
+    line, source = installed_requirement()
+    if source is None:
+        return
+    path = project / "requirements.txt"
+    text = path.read_text()
+    note = (
+        f"# webpy-socketio as `wsio new` found it installed ({source}); once it is\n"
+        f"# installed from an index (PyPI), this line can be: {INDEX_REQUIREMENT}\n"
+    )
+    path.write_text(text.replace(INDEX_REQUIREMENT + "\n", note + line + "\n", 1))
 
 
 def _is_empty_dir(path: Path) -> bool:
@@ -189,6 +260,7 @@ def render(
             )
         except CookiecutterException as exc:
             raise click.ClickException(f"The template failed to render: {exc}") from None
+        _write_requirement(Path(rendered))
         if target.is_dir():
             shutil.copytree(rendered, target, dirs_exist_ok=True)
         else:
@@ -238,7 +310,14 @@ def render(
     is_flag=True,
     help="Write into an existing, non-empty folder, replacing files of the same name.",
 )
-def new(name: str, directory: Path, variant: str, port: int, force: bool) -> None:
+@click.option(
+    "--client/--no-client",
+    default=True,
+    show_default=True,
+    help="Put the official socket.io client in static/ with npm, when npm is installed "
+    "(as 'wsio client' does), so that pages work offline.",
+)
+def new(name: str, directory: Path, variant: str, port: int, force: bool, client: bool) -> None:
     """Create the project NAME in ./NAME: a web.py app with realtime
     websockets, its settings, templates, static files and tests.
 
@@ -250,4 +329,8 @@ def new(name: str, directory: Path, variant: str, port: int, force: bool) -> Non
     target = render(name, directory, variant=variant, port=port, force=force)
     shown = os.path.relpath(target) if not os.path.isabs(directory) else str(target)
     click.echo(f"Created {variant} project {name!r} in {shown}")
+    if client:
+        from .client import fetch_for_new_project
+
+        click.echo(fetch_for_new_project(target))
     click.echo(f"Next: cd {shown} && wsio runserver   (then open http://127.0.0.1:{port}/)")

@@ -144,21 +144,13 @@ def render(config: NginxConfig) -> str:
 def _project_settings(module: str | None) -> Any:
     """The project's settings (``settings.py`` in the current folder, or
     ``--settings``/``WSIO_SETTINGS_MODULE``)."""
-    if module:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
-            raise ConfigError(f"--settings {module!r} is not a Python module name.")
-        os.environ["WSIO_SETTINGS_MODULE"] = module
+    from .loading import add_to_path, read_settings_or_exit, use_settings
+
+    use_settings(module)
     # a console script runs with its own folder on sys.path, not the project's
     if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    from webpy_socketio import settings
-    from webpy_socketio.exceptions import ImproperlyConfigured
-
-    try:
-        values = settings.as_dict()
-    except ImproperlyConfigured as exc:
-        raise click.ClickException(str(exc)) from None
-    return values
+        add_to_path(os.getcwd())
+    return read_settings_or_exit()
 
 
 def _upstream_default(values: dict[str, Any]) -> Address:
@@ -313,7 +305,7 @@ def _write(path: str, text: str) -> None:
         raise
 
 
-@click.command("nginx-config")
+@click.command("nginx-config", short_help="Write the nginx config for production.")
 @click.option(
     "--mode",
     type=click.Choice(MODES),

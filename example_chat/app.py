@@ -17,7 +17,14 @@ import sys
 from urllib.parse import urlsplit
 
 import web
-from webpy_socketio import NoSocket, SocketIOServer, broadcast, broadcast_channel, socketio_urls
+from webpy_socketio import (
+    NoSocket,
+    SocketIOServer,
+    WebpySocketIOError,
+    broadcast,
+    broadcast_channel,
+    socketio_urls,
+)
 from webpy_socketio.templating import client_source, template_lookup
 
 import events
@@ -213,5 +220,10 @@ if __name__ == "__main__":
 
     host = wsio_settings.SOCKETIO_HOST
     port = int(sys.argv[1]) if len(sys.argv) > 1 else wsio_settings.SOCKETIO_PORT
+    server = SocketIOServer((host, port), app.wsgifunc())
+    try:
+        server.start()  # binds the port
+    except WebpySocketIOError as exc:  # the port is taken, the message queue is down, ...
+        sys.exit(f"Error: {exc}")
     print(f"Chat demo on http://{host}:{port}/  (admin page: /admin)", flush=True)
-    SocketIOServer((host, port), app.wsgifunc()).serve_forever()
+    server.serve_forever()

@@ -21,7 +21,8 @@ import os
 # SOCKETIO_CORS_ALLOWED_ORIGINS = None
 
 # Where browsers load the official socket.io client from. A copy at
-# static/socket.io.min.js is served instead when it exists (offline use).
+# static/socket.io.min.js is served instead when it exists (`wsio client`
+# puts it there, for offline use).
 # SOCKETIO_CLIENT_URL = "https://cdn.socket.io/4.8.3/socket.io.min.js"
 # SOCKETIO_CLIENT_INTEGRITY = None
 

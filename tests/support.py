@@ -78,8 +78,12 @@ def output_dir(name: str) -> Path:
 
 
 def python_env(**extra: str) -> dict[str, str]:
+    """The environment of a Python process the tests start. The checkout is
+    not put on its path: the process imports webpy_socketio from where this
+    interpreter does (an editable install maps it to the checkout, a normal
+    one has its own copy, which the source folder must not shadow: there,
+    ``webpy_socketio.cli`` only exists in the installed copy)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     env.update(extra)
     return env

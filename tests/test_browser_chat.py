@@ -35,9 +35,9 @@ def browser() -> Iterator[Any]:
 class Person:
     """One browser context (its own cookies and storage), one tab."""
 
-    def __init__(self, browser: Any, base_url: str) -> None:
+    def __init__(self, browser: Any, base_url: str, width: int = 1200, height: int = 760) -> None:
         self.context = browser.new_context(
-            base_url=base_url, viewport={"width": 1200, "height": 760}
+            base_url=base_url, viewport={"width": width, "height": height}
         )
         self.context.set_default_timeout(WAIT_MS)
         self.page = self.context.new_page()
@@ -87,8 +87,8 @@ class Person:
 def people(browser, chat) -> Iterator[Any]:
     opened: list[Person] = []
 
-    def person() -> Person:
-        opened.append(Person(browser, chat.url))
+    def person(**viewport: int) -> Person:
+        opened.append(Person(browser, chat.url, **viewport))
         return opened[-1]
 
     yield person
@@ -227,3 +227,34 @@ def test_wsio_new_chat_project_works_in_a_browser(browser, tmp_path):
         for page in pages:
             page.context.close()
         server.stop()
+
+
+def overlap(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Whether two bounding boxes share any area."""
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def test_a_notice_on_a_phone_leaves_the_title_and_leave_button_visible(people):
+    phone, admin = people(width=390, height=844), people()
+    phone.joined(1, "Pim")
+    admin.page.goto("/admin")
+    admin.page.fill("#notice-text", "A notice long enough to wrap on a narrow phone screen")
+    admin.page.select_option("#notice-target", "1")
+    admin.page.click("form.stack button")
+    banner = phone.page.locator(".notice-banner", has_text="long enough to wrap")
+    banner.wait_for()
+    box = banner.bounding_box()
+    title = phone.page.locator(".chat-head h1").bounding_box()
+    leave = phone.page.locator("#leave").bounding_box()
+    assert box and title and leave
+    assert not overlap(box, title), (box, title)
+    assert not overlap(box, leave), (box, leave)
+    phone.page.screenshot(path=str(SCREENSHOTS / "notice-phone.png"))
+    # and Leave still takes the click (nothing lies on top of it)
+    phone.page.click("#leave", timeout=3000)
+    phone.page.wait_for_selector("#join:not([hidden])")

@@ -15,11 +15,9 @@ from webpy_socketio.templating import add_template_dir, script_tags, template_lo
 
 
 @pytest.fixture(autouse=True)
-def clean(tmp_path, monkeypatch):
-    settings.reset()
+def in_an_empty_folder(tmp_path, monkeypatch):
+    # a local client copy is looked for in the working folder
     monkeypatch.chdir(tmp_path)
-    yield
-    settings.reset()
 
 
 def render_include(**data) -> str:
@@ -35,7 +33,7 @@ def test_include_renders_pinned_client_and_extension():
     url, integrity = settings.DEFAULT_CLIENT_URL, settings.DEFAULT_CLIENT_INTEGRITY
     expected = f'<script src="{url}" integrity="{integrity}" crossorigin="anonymous"></script>'
     assert expected in html
-    assert '<script src="/socket.io/wsio.js"></script>' in html
+    assert f'<script src="/socket.io/wsio.js" data-client="{url}"></script>' in html
 
 
 def test_local_copy_wins(tmp_path):

@@ -71,7 +71,9 @@ def test_the_database_is_created_on_first_run(chat, folder):
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert "General" in page and "Random" in page
     assert '<script src="/static/socket.io.min.js"></script>' in page
-    assert '<script src="/socket.io/wsio.js"></script>' in page
+    assert (
+        '<script src="/socket.io/wsio.js" data-client="/static/socket.io.min.js"></script>' in page
+    )
 
 
 # -- a room --------------------------------------------------------------------------
@@ -345,3 +347,27 @@ def test_admin_with_a_password_asks_for_it(tmp_path):
         assert server.request("/admin", headers={"Authorization": "Basic !!!"})[0] == 401
     finally:
         server.stop()
+
+
+def test_python_app_py_on_a_port_in_use_is_one_line(folder):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "app.py", str(port)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"Error: Port {port} on 127.0.0.1 is already in use; stop the other server or choose "
+        "another port."
+    )
+    assert "Traceback" not in result.stderr

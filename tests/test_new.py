@@ -51,8 +51,12 @@ def files_of(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
 
 
-def new(runner: CliRunner, *args: str):
-    return runner.invoke(cli, ["new", *args], prog_name="wsio")
+def new(runner: CliRunner, *args: str, client: bool = False):
+    """``wsio new ARGS``; without the npm fetch of the client unless asked
+    (tests/test_offline_client.py tests it)."""
+    return runner.invoke(
+        cli, ["new", *args, *([] if client else ["--no-client"])], prog_name="wsio"
+    )
 
 
 def error_line(output: str) -> str:
@@ -215,6 +219,40 @@ def test_plain_cookiecutter_renders_the_template(tmp_path):
     assert result.returncode != 0
     assert "would shadow a module" in result.stderr
     assert not (out / "json").exists()
+    result = subprocess.run(
+        [*args, "project_name=events"], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "is the name of one of the project's own modules" in result.stderr
+
+
+# -- requirements -------------------------------------------------------------------
+
+
+def test_requirements_name_the_installed_webpy_socketio_and_pip_resolves_it(runner, tmp_path):
+    """This suite runs webpy-socketio installed from this checkout (editable
+    or not), and it is on no index: the project's requirements name the
+    checkout, and pip finds it there (a plain 'webpy-socketio>=1.0,<2'
+    fails with "No matching distribution")."""
+    from support import ROOT
+
+    assert new(runner, "reqs", "-d", str(tmp_path)).exit_code == 0
+    lines = (tmp_path / "reqs" / "requirements.txt").read_text().splitlines()
+    wanted = [line for line in lines if line.startswith("webpy-socketio")]
+    assert wanted == [f"webpy-socketio @ {ROOT.as_uri()}"], lines
+    assert any("webpy-socketio>=1.0,<2" in line for line in lines if line.startswith("#"))
+    assert "pytest>=8" in lines
+    only = tmp_path / "only-webpy-socketio.txt"
+    only.write_text(wanted[0] + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--ignore-installed"]
+        + ["--disable-pip-version-check", "-r", str(only)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Would install webpy-socketio-" in result.stdout
 
 
 # -- refusals ------------------------------------------------------------------------
@@ -237,6 +275,10 @@ def test_plain_cookiecutter_renders_the_template(tmp_path):
         ("mako", "would shadow the 'mako' module", "mako_app"),
         ("click", "would shadow the 'click' module", "click_app"),
         ("playwright", "would shadow the installed module 'playwright'", "playwright_app"),
+        ("events", "is the name of one of the project's own modules", "events_app"),
+        ("app", "is the name of one of the project's own modules", "app_app"),
+        ("settings", "is the name of one of the project's own modules", "settings_app"),
+        ("Tests", "is the name of one of the project's own modules", "tests_app"),
     ],
 )
 def test_a_bad_name_is_a_one_line_usage_error(runner, tmp_path, name, reason, suggestion):
@@ -371,3 +413,26 @@ def test_the_rendered_chat_serves_the_official_client(runner, tmp_path):
         agent.close()
         server.stop()
     shutil.rmtree(folder)
+
+
+@pytest.mark.server
+def test_python_app_py_on_a_port_in_use_is_one_line(runner, tmp_path):
+    import socket
+
+    assert new(runner, "portchat", "-d", str(tmp_path)).exit_code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "app.py", str(port)],
+            cwd=tmp_path / "portchat",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: Port {port} on 127.0.0.1 is already in use; stop the other server or choose "
+        "another port."
+    )

@@ -79,14 +79,10 @@ def run(monkeypatch, tmp_path):
     """Run ``wsio nginx-config ARGS`` in an empty folder (no ./static, no
     settings module) with the settings re-read from scratch."""
     monkeypatch.chdir(tmp_path)
-    # --settings sets the variable in this process: make sure it is undone
-    monkeypatch.setenv("WSIO_SETTINGS_MODULE", "")
-    monkeypatch.delenv("WSIO_SETTINGS_MODULE")
     monkeypatch.setattr(sys, "path", list(sys.path))
     # each test writes its own settings modules; forget ones imported before
     for name in ("settings", "prod_settings"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    settings.reset()
     runner = CliRunner()
 
     def invoke(*args: str):
@@ -95,7 +91,6 @@ def run(monkeypatch, tmp_path):
     yield invoke
     for name in ("settings", "prod_settings"):
         sys.modules.pop(name, None)
-    settings.reset()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

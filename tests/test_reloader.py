@@ -1,6 +1,7 @@
-"""The pieces of ``wsio runserver`` one step at a time: which files count,
-the watchers (watchdog and stat polling, on real files) with their debounce,
-and the app loading shared with ``wsio serve``."""
+"""The pieces of ``wsio runserver`` one step at a time
+(``cli/dev/watcher.py``, ``cli/loading.py``): which files count, the
+watchers (watchdog and stat polling, on real files) with their debounce,
+and the app loading and settings selection shared with ``wsio serve``."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
+import click
 import pytest
-from webpy_socketio.cli import loading
+from webpy_socketio.cli.dev.watcher import (
+    Changes,
+    ProjectFiles,
+    StatWatcher,
+    WatchdogWatcher,
+    Watcher,
+)
 from webpy_socketio.cli.loading import (
     NoAppError,
     always_compile,
@@ -24,14 +32,7 @@ from webpy_socketio.cli.loading import (
     load_app,
     parse_app_spec,
     read_settings,
-    select_settings,
-)
-from webpy_socketio.cli.reloader import (
-    Changes,
-    ProjectFiles,
-    StatWatcher,
-    WatchdogWatcher,
-    Watcher,
+    use_settings,
 )
 
 from webpy_socketio import settings as wsio_settings
@@ -266,20 +267,16 @@ def test_new_folder_is_watched(watcher: Watcher, tree: Path):
 
 @pytest.fixture
 def isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Undo what loading does to the process: sys.path, imported modules,
-    path hooks, the settings selection."""
+    """Undo what loading does to the process beyond the library's state
+    (which conftest's clean_global_state resets): sys.path, imported
+    modules, path hooks."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setattr(sys, "path_hooks", list(sys.path_hooks))
-    # set, then removed: monkeypatch then restores whatever was there before,
-    # also when the code under test sets the variable itself
-    monkeypatch.setenv(loading.SETTINGS_ENV, "unused")
-    monkeypatch.delenv(loading.SETTINGS_ENV)
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:
         del sys.modules[name]
     sys.path_importer_cache.clear()
-    wsio_settings.reset()
 
 
 @pytest.mark.parametrize(
@@ -417,16 +414,18 @@ def test_find_project_root(tmp_path: Path):
 def test_settings_selection_and_fresh_read(tmp_path: Path, isolated):
     write(tmp_path / "ld_settings_dev.py", "SOCKETIO_PORT = 8123\n")
     sys.path.insert(0, str(tmp_path))
-    select_settings("ld_settings_dev")
-    assert os.environ[loading.SETTINGS_ENV] == "ld_settings_dev"
+    assert use_settings("ld_settings_dev") == "ld_settings_dev"
+    assert os.environ[wsio_settings.MODULE_ENV] == "ld_settings_dev"
     assert read_settings()["SOCKETIO_PORT"] == 8123
     write(tmp_path / "ld_settings_dev.py", "SOCKETIO_PORT = 8124\n")
     assert read_settings(fresh=True)["SOCKETIO_PORT"] == 8124
     write(tmp_path / "ld_settings_dev.py", "SOCKETIO_PROT = 1\n")
     with pytest.raises(ImproperlyConfigured, match="Did you mean SOCKETIO_PORT"):
         read_settings(fresh=True)
-    with pytest.raises(NoAppError, match="is a file name; give the module name 'ld_settings'"):
-        select_settings("ld_settings.py")
+    with pytest.raises(click.BadParameter, match="is a file name; give the module name 'ld_s"):
+        use_settings("ld_settings.py")
+    with pytest.raises(click.BadParameter, match="is not a Python module name such as 'settings'"):
+        use_settings("ld-settings")
 
 
 def test_always_compile_ignores_stale_bytecode(tmp_path: Path, isolated):

@@ -246,7 +246,7 @@ def run_wsio(cwd: Path, *args: str, timeout: float = 30) -> subprocess.Completed
         (["--app", "my-app:app"], "'my-app:app' is not MODULE:ATTR"),
         (["--app", "app:1x"], "'1x' is not a Python name"),
         (["--settings", "settings.py"], "is a file name; give the module name 'settings'"),
-        (["--settings", "my-settings"], "is not a module name such as 'settings'"),
+        (["--settings", "my-settings"], "is not a Python module name such as 'settings'"),
     ],
 )
 def test_bad_values_are_one_line_errors(project: Path, args: list[str], message: str):
@@ -283,12 +283,18 @@ def test_port_in_use_is_one_line(project: Path):
 
 
 def test_include_marked_only_under_runserver(monkeypatch: pytest.MonkeyPatch):
-    from webpy_socketio.templating import BROWSER_RELOAD_ENV, script_tags
+    from webpy_socketio.templating import BROWSER_RELOAD_ENV, DEV_SERVER_ENV, script_tags
 
     monkeypatch.delenv(BROWSER_RELOAD_ENV, raising=False)
-    assert "data-wsio-reload" not in script_tags()
+    monkeypatch.delenv(DEV_SERVER_ENV, raising=False)
+    assert "data-wsio-reload" not in script_tags() and "data-wsio-dev" not in script_tags()
+    monkeypatch.setenv(DEV_SERVER_ENV, "1")
     monkeypatch.setenv(BROWSER_RELOAD_ENV, "1")
-    assert '<script src="/socket.io/wsio.js" data-wsio-reload></script>' in script_tags()
+    assert re.search(
+        r'<script src="/socket.io/wsio.js" data-client="[^"]+" data-wsio-dev '
+        r"data-wsio-reload></script>",
+        script_tags(),
+    )
 
 
 # -- reloading ------------------------------------------------------------------------
@@ -655,7 +661,8 @@ def test_no_browser_reload(project: Path, agent: NodeAgent):
         template.write_text(template.read_text().replace("first title", "second title"))
         assert wait_until(lambda: len(connects(agent, "a")) >= 2, timeout=15), agent.events
         assert "second title" in server.request("/")[1]
-        assert reload_events(agent, "a") == []
+        # the restart is announced (pages reconnect at once), never as a reload
+        assert reload_events(agent, "a") == [{"reload": False, "changed": ["templates/index.html"]}]
         assert "static/page.js" not in server.output()  # not even watched
     finally:
         server.stop()
@@ -697,5 +704,215 @@ def test_browser_page_reloads_itself(tmp_path: Path):
             page.wait_for_function("window.state.subscribed === true")
             page.screenshot(path=str(output_dir("browser") / "runserver-reloaded.png"))
             assert problems == []
+    finally:
+        server.stop()
+
+
+#: A page whose client would wait a minute before reconnecting on its own.
+PATIENT_PAGE_JS = """
+window.state = { connects: 0, loadedAt: Date.now() };
+const socket = io({ reconnectionDelay: 60000, reconnectionDelayMax: 60000,
+                    randomizationFactor: 0 });
+socket.on("connect", () => {
+  window.state.connects += 1;
+  socket.emit("value", (value) => { window.state.value = value; });
+});
+socket.subscribe("room-1").then((reply) => { window.state.subscribed = reply.ok; });
+"""
+
+
+@pytest.mark.server
+@pytest.mark.browser
+def test_open_page_reconnects_at_once_after_a_restart(tmp_path: Path):
+    """The client's own back-off is a minute here: the page is back within
+    the test's wait only because the restart notice makes it reconnect at
+    once (without it the second connect would come 60 s later)."""
+    from browser import chromium
+    from browser import copy_project as copy_with_client
+
+    project = copy_with_client(PROJECT, tmp_path / "proj")
+    (project / "static" / "page.js").write_text(PATIENT_PAGE_JS)
+    server = DevServer(project)
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            page.goto(server.url + "/")
+            page.wait_for_function("window.state.value === 'v1' && window.state.subscribed")
+            assert page.locator("script[data-wsio-dev]").count() == 1
+            loaded_at = page.evaluate("window.state.loadedAt")
+            for value in ("v2", "v3"):
+                set_value(project, value)
+                page.wait_for_function(f"window.state.value === '{value}'")
+            assert page.evaluate("window.state.loadedAt") == loaded_at  # not reloaded
+            assert page.evaluate("window.state.connects") == 3
+            # and the channel was joined again on the new worker
+            sid = page.evaluate("socket.id")
+            assert wait_until(
+                lambda: sid in json.loads(server.request("/rooms")[1]).get("#room-1", []),
+                timeout=10,
+            )
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+@pytest.mark.browser
+def test_open_chat_survives_a_broken_load_and_rejoins(tmp_path: Path):
+    """A ``wsio new`` chat, open in a room, while events.py gets a syntax
+    error and then its fix: the page stays in the room, says the app failed
+    to load, and is back in the room (members, messages) after the fix."""
+    from browser import chromium
+    from browser import copy_project as copy_with_client
+    from webpy_socketio.cli.new import render
+
+    (tmp_path / "made").mkdir()
+    made = render("devchat", tmp_path / "made")
+    project = copy_with_client(made, tmp_path / "devchat")
+    server = DevServer(project)
+    events = project / "events.py"
+    good = events.read_text()
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.goto(server.url + "/")
+            page.fill("input[name=name]", "Ann")
+            page.fill("input[name=room]", "lobby")
+            page.click("#join button")
+            page.wait_for_selector("#room:not([hidden])")
+            page.locator("#members li", has_text="Ann").wait_for()
+
+            events.write_text(good + "\ndef broken(:\n")
+            failed = page.locator("#wsio-notice[data-state=error]", has_text="failed to load")
+            failed.wait_for()
+            assert "wsio runserver" in failed.inner_text()
+            assert page.locator("#room").is_visible()  # not thrown out to the join form
+            assert page.locator("#join").is_hidden()
+            page.screenshot(path=str(output_dir("browser") / "runserver-app-failed.png"))
+
+            events.write_text(good + "\n# fixed\n")
+            page.locator("#wsio-notice").wait_for(state="detached")
+            page.locator("#status.online").wait_for()
+            page.locator("#members li", has_text="Ann").wait_for()
+            page.fill("#composer input", "back after the fix")
+            page.press("#composer input", "Enter")
+            page.locator("#messages li", has_text="back after the fix").wait_for()
+            assert page.locator("#join-error").inner_text() == ""
+            assert problems == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+@pytest.mark.browser
+def test_the_demo_room_survives_a_broken_load_under_its_csp(tmp_path: Path):
+    """The same for example_chat, whose pages allow no inline script or
+    style (Content-Security-Policy): the notice appears all the same, and
+    nothing is reported as a violation."""
+    from browser import chromium
+    from browser import copy_project as copy_with_client
+    from support import ROOT
+
+    project = copy_with_client(ROOT / "example_chat", tmp_path / "example_chat")
+    server = DevServer(project, name="demo-broken")
+    events = project / "events.py"
+    good = events.read_text()
+    try:
+        with chromium() as browser:
+            page = browser.new_page()
+            page.set_default_timeout(15000)
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.goto(server.url + "/rooms/1")
+            page.fill("#join-name", "Ann")
+            page.click("#join button[type=submit]")
+            page.wait_for_selector("#chat:not([hidden])")
+            page.locator("#members .name", has_text="Ann").wait_for()
+            events.write_text(good + "\ndef broken(:\n")
+            page.locator("#wsio-notice[data-state=error]", has_text="failed to load").wait_for()
+            assert page.locator("#chat").is_visible()
+            events.write_text(good + "\n# fixed\n")
+            page.locator("#wsio-notice").wait_for(state="detached")
+            page.locator("#status.online").wait_for()
+            page.locator("#members .name", has_text="Ann").wait_for()
+            page.fill("#composer input[name=text]", "back in the demo")
+            page.press("#composer input[name=text]", "Enter")
+            page.locator("#messages .text", has_text="back in the demo").wait_for()
+            # the failed polls while the app was broken are the browser's own
+            # network errors; anything else (a CSP violation) is a problem
+            assert [p for p in problems if "503" not in p] == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.server
+def test_warns_at_start_when_pages_cannot_get_the_client(project: Path):
+    """No static/socket.io.min.js and a client URL nothing answers (an
+    offline machine and the CDN): one warning naming ``wsio client``. With
+    a local copy, none."""
+    unreachable = f"http://127.0.0.1:{free_port()}/socket.io.min.js"
+    with open(project / "settings.py", "a") as f:
+        f.write(f"SOCKETIO_CLIENT_URL = {unreachable!r}\n")
+    server = DevServer(project, name="client-warning")
+    try:
+        output = server.wait_output("warning: pages load the socket.io client from")
+        (line,) = [ln for ln in output.splitlines() if "warning: pages load" in ln]
+        assert unreachable in line and "cannot be reached" in line
+        assert f"Run 'wsio client' in {project}" in line
+    finally:
+        server.stop()
+    (project / "static" / "socket.io.min.js").write_text("// a local copy\n")
+    server = DevServer(project, name="client-local")
+    try:
+        server.value()
+        assert "warning" not in server.output()
+    finally:
+        server.stop()
+
+
+@pytest.mark.node
+def test_channel_history_survives_reloads(project: Path, agent: NodeAgent):
+    # a page stays open while events.py is edited twice and messages keep
+    # going to its channel: it misses nothing and sees nothing twice (the
+    # in-memory history passes from each worker to the next). They are sent
+    # out of band, each retried until the server answers: a message a
+    # client emits just as the server stops is lost before it reaches the
+    # channel, which no history can help
+    settings = project / "settings.py"
+    settings.write_text(
+        settings.read_text() + '\nSOCKETIO_HISTORY = {"^room-": {"size": 500, "ttl": 600}}\n'
+    )
+    server = DevServer(project, name="runserver-history")
+    try:
+        fast = {"reconnection": True, "reconnectionDelay": 50, "randomizationFactor": 0}
+        agent.connect("rx", server.url, "websocket", **fast)
+        assert agent.call("subscribe", "rx", channel="room-live")["offset"] == 0
+        for n in range(120):
+            if n in (30, 80):
+                set_value(project, f"v{n}")
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    status, body = server.request(f"/say/room-live?n={n}")
+                except OSError as exc:  # the connection failed: not sent
+                    status, body = 0, str(exc)
+                if status == 200 and json.loads(body)["sent"]:
+                    break
+                assert time.monotonic() < deadline, (n, status, body)
+                time.sleep(0.02)
+            time.sleep(0.01)
+        server.wait_value("v80", timeout=20)
+
+        def complete() -> bool:
+            return len([m for m in agent.received("rx") if "n" in m]) >= 120
+
+        assert wait_until(complete, timeout=30), agent.received("rx")[-5:]
+        assert [m["n"] for m in agent.received("rx") if "n" in m] == list(range(120))
+        assert [e for e in agent.events if e["event"] == "wsio:recovery-failed"] == []
+        assert len(connects(agent, "rx")) >= 3  # it did reconnect, twice
     finally:
         server.stop()

@@ -150,6 +150,26 @@ def test_queue_down_at_start_is_a_clear_error():
     assert "Traceback" not in result.stderr
 
 
+def test_queue_without_its_client_library_is_a_clear_error(tmp_path):
+    """As on a machine without the redis package: a package of that name
+    that fails to import the way a missing one does comes first on the path."""
+    shadow = tmp_path / "no-redis"
+    (shadow / "redis").mkdir(parents=True)
+    (shadow / "redis" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'redis'\", name='redis')\n"
+    )
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    env = {**queue_env(url), "PYTHONPATH": str(shadow)}
+    result = run_wsio(str(free_port()), "--app", "basic_app:app", env=env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert errors == [
+        f"Error: SOCKETIO_MESSAGE_QUEUE='{url}' needs the redis package, which is not "
+        "installed: pip install 'webpy-socketio[redis]'."
+    ], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_port_in_use_is_a_clear_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -13,13 +13,6 @@ from webpy_socketio import settings
 from webpy_socketio.exceptions import ImproperlyConfigured
 
 
-@pytest.fixture(autouse=True)
-def clean_settings():
-    settings.reset()
-    yield
-    settings.reset()
-
-
 def test_defaults():
     assert settings.SOCKETIO_PORT == 8000
     assert settings.SOCKETIO_HOST == "127.0.0.1"
@@ -114,3 +107,19 @@ def test_live_engine_follows_origin_and_size_settings():
     assert engine.eio.max_http_buffer_size == 1234
     settings.configure(SOCKETIO_CORS_ALLOWED_ORIGINS=None, SOCKETIO_MAX_MESSAGE_BYTES=100_000)
     assert engine.eio.cors_allowed_origins is None
+
+
+# conftest's clean_global_state: what one test sets, the next never sees
+def test_state_left_behind_by_a_test():
+    import os
+
+    settings.configure(SOCKETIO_PORT=9999)
+    os.environ["WSIO_SETTINGS_MODULE"] = "left_behind_settings"
+    assert settings.SOCKETIO_PORT == 9999
+
+
+def test_is_gone_in_the_next():
+    import os
+
+    assert "WSIO_SETTINGS_MODULE" not in os.environ
+    assert settings.SOCKETIO_PORT == 8000

@@ -166,16 +166,10 @@ def test_server_side_disconnect(handlers):
 
 
 def test_refuses_a_message_queue():
-    from webpy_socketio import engine, settings
-
-    engine.reset()
+    # a fresh engine (the autouse clean_global_state resets it afterwards)
     webpy_socketio.configure(SOCKETIO_MESSAGE_QUEUE="redis://127.0.0.1:1/0")
-    try:
-        with pytest.raises(ImproperlyConfigured, match="SOCKETIO_MESSAGE_QUEUE"):
-            SocketIOTestClient()
-    finally:
-        settings.reset()
-        engine.reset()
+    with pytest.raises(ImproperlyConfigured, match="SOCKETIO_MESSAGE_QUEUE"):
+        SocketIOTestClient()
 
 
 def test_session_snapshot(tmp_path):

@@ -9,7 +9,6 @@ load on first use.
 
 from __future__ import annotations
 
-from importlib import metadata
 from typing import Any
 
 from .emitter import Emitter, broadcast, broadcast_channel, emitter, history, send
@@ -37,11 +36,6 @@ from .exceptions import (
 from .requests import use_session
 from .settings import configure
 from .urls import socketio_urls
-
-try:
-    __version__ = metadata.version("webpy-socketio")
-except metadata.PackageNotFoundError:  # running from a checkout that is not installed
-    __version__ = "0+unknown"
 
 __all__ = [
     "Denied",
@@ -75,6 +69,16 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    # __version__ is read from the installed metadata only when asked for:
+    # importlib.metadata alone costs more than the rest of this package, and
+    # `wsio --help` imports the package
+    if name == "__version__":
+        from importlib import metadata
+
+        try:
+            return metadata.version("webpy-socketio")
+        except metadata.PackageNotFoundError:  # a checkout that is not installed
+            return "0+unknown"
     # the server imports gevent; load it only when asked for
     if name == "SocketIOServer":
         from .server import SocketIOServer

@@ -44,12 +44,10 @@ from typing import Any
 
 from . import settings
 from .exceptions import ImproperlyConfigured
-from .wire import DEFAULT_NAMESPACE
+from .wire import DEFAULT_NAMESPACE, POSITION_KEY
 
 logger = logging.getLogger("webpy_socketio")
 
-#: The key of the argument that carries a channel message's position.
-POSITION_KEY = "wsio:position"
 #: The largest offset a client may name (JavaScript's safe integers).
 MAX_OFFSET = 2**53 - 1
 #: Longest epoch string a client may send.
@@ -280,9 +278,19 @@ class _Log:
 class MemoryStore:
     """Channel histories in this process."""
 
-    def __init__(self) -> None:
+    def __init__(self, handover: str | None = None) -> None:
         self._logs: dict[tuple[str, str], _Log] = {}
         self._lock = threading.Lock()
+        #: under ``wsio runserver``: the history passed between its workers
+        self.handover = Handover(handover) if handover else None
+        self._taken = self.handover is None
+
+    def _ready(self) -> None:
+        if not self._taken:
+            # the first use: the previous dev worker's history first
+            self._taken = True
+            assert self.handover is not None
+            self.handover.take(self)
 
     def _log(self, namespace: str, channel: str, rule: Policy, now: float) -> _Log:
         key = (namespace, channel)
@@ -303,6 +311,7 @@ class MemoryStore:
         args: list[Any],
         skip: str | None,
     ) -> tuple[Position, Entry]:
+        self._ready()
         now = time.time()
         with self._lock:
             log = self._log(namespace, channel, rule, now)
@@ -313,11 +322,13 @@ class MemoryStore:
             return Position(log.epoch, log.offset), entry
 
     def position(self, namespace: str, channel: str, rule: Policy) -> Position:
+        self._ready()
         with self._lock:
             log = self._log(namespace, channel, rule, time.time())
             return Position(log.epoch, log.offset)
 
     def recover(self, namespace: str, channel: str, rule: Policy, since: Position) -> Recovery:
+        self._ready()
         with self._lock:
             log = self._log(namespace, channel, rule, time.time())
             current = Position(log.epoch, log.offset)
@@ -327,6 +338,7 @@ class MemoryStore:
     def last(
         self, namespace: str, channel: str, rule: Policy, limit: int
     ) -> tuple[Position, list[Entry]]:
+        self._ready()
         now = time.time()
         with self._lock:
             log = self._log(namespace, channel, rule, now)
@@ -640,9 +652,99 @@ class Sequencer:
             self.fetching = False
 
 
+# -- across the reloads of wsio runserver ---------------------------------------------------
+
+#: Where ``wsio runserver`` has its workers hand the in-memory history to
+#: the next one (a file of the supervisor's; unset elsewhere).
+HANDOVER_ENV = "WSIO_HISTORY_HANDOVER"
+#: How long a new worker waits for the previous one to hand its history over.
+HANDOVER_WAIT = 10.0
+
+
+class Handover:
+    """The in-memory history passed from one dev worker to the next.
+
+    The worker that holds the history holds an exclusive lock on
+    ``path + ".lock"`` from the moment it first uses it. When it stops
+    (cleanly) it writes the history to ``path`` and exits, which releases
+    the lock; the next worker takes the lock (waiting for it at its first
+    use of history, not at start), reads the file and removes it. A worker
+    that dies without writing (a crash, SIGKILL) leaves nothing: the next
+    one starts a new epoch, and its clients' recovery says so, rather than
+    numbering anew from a stale copy.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def take(self, store: MemoryStore) -> None:
+        import fcntl
+        import os
+
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + HANDOVER_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    logger.warning("The previous worker kept the channel history; starting anew")
+                    os.close(fd)
+                    return
+                _sleep(0.02)
+        self._fd = fd
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            return
+        os.unlink(self.path)
+        try:
+            store.load(text)
+        except (ValueError, KeyError, TypeError) as exc:
+            logger.warning("Could not read the channel history handed over (%s)", exc)
+
+    def give(self, store: MemoryStore) -> None:
+        import os
+
+        if self._fd is None:
+            return  # this worker never used history: the lock is not ours
+        temporary = f"{self.path}.{os.getpid()}"
+        with open(temporary, "w", encoding="utf-8") as f:
+            f.write(store.dump())
+        os.replace(temporary, self.path)
+        os.close(self._fd)  # the next worker may take it from here
+        self._fd = None
+
+
+def _sleep(seconds: float) -> None:
+    try:
+        import gevent
+
+        gevent.sleep(seconds)
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        time.sleep(seconds)
+
+
+def hand_over() -> None:
+    """Write this process's in-memory history for the next dev worker
+    (``wsio runserver`` calls it as a worker stops; nothing elsewhere)."""
+    if _memory.handover is not None:
+        _memory.handover.give(_memory)
+
+
 # -- the process's history --------------------------------------------------------------
 
-_memory = MemoryStore()
+
+def _new_memory() -> MemoryStore:
+    import os
+
+    return MemoryStore(os.environ.get(HANDOVER_ENV) or None)
+
+
+_memory = _new_memory()
 #: (namespace, channel) -> Sequencer, for channels with subscribers here
 _sequencers: dict[tuple[str, str], Sequencer] = {}
 
@@ -655,7 +757,7 @@ def memory_store() -> MemoryStore:
 def reset() -> None:
     """Forget every history and sequencer of this process (for tests)."""
     global _memory
-    _memory = MemoryStore()
+    _memory = _new_memory()
     _sequencers.clear()
 
 

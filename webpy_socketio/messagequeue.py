@@ -63,8 +63,8 @@ def _require(module: str, url: str, extra: str) -> None:
         __import__(module)
     except ImportError:
         raise ImproperlyConfigured(
-            f"SOCKETIO_MESSAGE_QUEUE={describe(url)!r} needs the {module} package: pip install "
-            f"{extra}."
+            f"SOCKETIO_MESSAGE_QUEUE={describe(url)!r} needs the {module} package, which is not "
+            f"installed: pip install {extra}."
         ) from None
 
 
@@ -95,10 +95,16 @@ def queue_manager(url: str, write_only: bool = False) -> Any:
 def check_reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Connect to the queue at ``url`` once, from any process (gevent or not).
 
+    :raises ImproperlyConfigured: when the queue's client library is missing.
     :raises MessageQueueError: naming the queue and the reason.
     """
-    if _scheme(url) not in _REDIS_SCHEMES + _VALKEY_SCHEMES:
+    scheme = _scheme(url)
+    if scheme not in _REDIS_SCHEMES + _VALKEY_SCHEMES:
         return  # other brokers are checked by kombu when the server starts
+    if scheme in _REDIS_SCHEMES:
+        _require("redis", url, "'webpy-socketio[redis]'")
+    else:
+        _require("valkey", url, "valkey")
     from ._engine.redis_queue import ping
 
     try:

@@ -24,14 +24,13 @@ from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
+from . import jsclient
 from .exceptions import ImproperlyConfigured
 
-#: The official client, pinned, as the socket.io documentation gives it.
-DEFAULT_CLIENT_URL = "https://cdn.socket.io/4.8.3/socket.io.min.js"
-#: Subresource-integrity hash of :data:`DEFAULT_CLIENT_URL` (equal to the
-#: hash of ``dist/socket.io.min.js`` in the npm package socket.io-client@4.8.3;
-#: a test checks that).
-DEFAULT_CLIENT_INTEGRITY = "sha384-kzavj5fiMwLKzzD1f8S7TeoVIEi7uKHvbTA3ueZkrzYq75pNQUiUi6Dy98Q3fxb0"
+#: The official client, pinned, as the socket.io documentation gives it, and
+#: its subresource-integrity hash. The pin itself is in webpy_socketio.jsclient.
+DEFAULT_CLIENT_URL = jsclient.CDN_URL
+DEFAULT_CLIENT_INTEGRITY = jsclient.INTEGRITY
 
 DEFAULTS: dict[str, Any] = {
     # Where ``wsio runserver`` and ``wsio serve`` listen by default.
@@ -238,9 +237,8 @@ class _AnyKey(dict):
 
 
 def _read_module() -> dict[str, Any]:
-    name = os.environ.get("WSIO_SETTINGS_MODULE", "").strip()
-    explicit = bool(name)
-    name = name or "settings"
+    explicit = bool(os.environ.get(MODULE_ENV, "").strip())
+    name = selected_module()
     try:
         module: ModuleType = importlib.import_module(name)
     except ModuleNotFoundError as exc:
@@ -320,3 +318,17 @@ def __getattr__(name: str) -> Any:
     if name.startswith("SOCKETIO_"):
         return get(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# -- which module the settings come from -------------------------------------------
+
+#: The environment variable naming the settings module (``wsio runserver
+#: --settings`` and ``wsio serve --settings`` set it for their processes).
+MODULE_ENV = "WSIO_SETTINGS_MODULE"
+#: The settings module when :data:`MODULE_ENV` is not set.
+DEFAULT_MODULE = "settings"
+
+
+def selected_module() -> str:
+    """The name of the module settings are read from."""
+    return os.environ.get(MODULE_ENV, "").strip() or DEFAULT_MODULE

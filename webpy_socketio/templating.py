@@ -16,16 +16,18 @@ import os
 from html import escape
 from typing import Any
 
-from . import settings
+from . import jsclient, settings
 
 #: Folder holding ``socketio_scripts.html``.
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 #: Where a local copy of the official client is looked for, relative to the
 #: app's working folder, and the URL web.py serves it at.
-LOCAL_CLIENT_PATH = os.path.join("static", "socket.io.min.js")
-LOCAL_CLIENT_URL = "/static/socket.io.min.js"
+LOCAL_CLIENT_PATH = jsclient.LOCAL_PATH
+LOCAL_CLIENT_URL = jsclient.LOCAL_URL
 #: Set to "1" by ``wsio runserver`` (unless ``--no-browser-reload``).
 BROWSER_RELOAD_ENV = "WSIO_BROWSER_RELOAD"
+#: Set to "1" by ``wsio runserver`` for its workers.
+DEV_SERVER_ENV = "WSIO_DEV_SERVER"
 
 
 def template_lookup(directories: list[str] | tuple[str, ...] = (), **kwargs: Any) -> Any:
@@ -62,6 +64,13 @@ def script_tags(resource: str = "socket.io") -> str:
         client += f' integrity="{escape(integrity)}" crossorigin="anonymous"'
     client += "></script>"
     extension = f'<script src="/{escape(resource.strip("/"))}/wsio.js"'
+    # where the client was to come from: wsio.js names it on the page when
+    # the client did not load (offline, blocked, a wrong integrity hash)
+    extension += f' data-client="{escape(url)}"'
+    if os.environ.get(DEV_SERVER_ENV) == "1":
+        # only under `wsio runserver`: after a restart wsio.js reconnects at
+        # once, and shows when the server is reloading or the app failed
+        extension += " data-wsio-dev"
     if os.environ.get(BROWSER_RELOAD_ENV) == "1":
         # only under `wsio runserver`: wsio.js then reloads the page when
         # the server says a template or static file changed

@@ -23,6 +23,12 @@ RELOAD = "wsio:reload"
 #: Local event of the client extension (never sent): a channel that the
 #: server refused when it was subscribed again after a reconnect.
 REFUSED = "wsio:refused"
+#: Local event of the client extension: a channel whose history could not
+#: cover what the client missed (the page reloads from the app's data).
+RECOVERY_FAILED = "wsio:recovery-failed"
+#: The key of the last argument of a channel message with history: its
+#: position, ``{"channel", "epoch", "offset"}``.
+POSITION_KEY = "wsio:position"
 
 #: Names socket.io-client reserves on the browser side, plus the engine's
 #: own: an application cannot register handlers for these with ``on()``,

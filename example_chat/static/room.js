@@ -92,7 +92,12 @@
     myName = joinForm.elements.name.value.trim();
     $("join-error").textContent = "";
     socket = io({ auth: { name: myName } });
-    socket.on("connect_error", function (err) { leave(err.message); });
+    socket.on("connect_error", function (err) {
+      // a lost connection (the server restarting, a network blip): the client
+      // retries by itself, then subscribes to the room again
+      if (socket.active) { ui.setStatus("reconnecting…", false); return; }
+      leave(err.message);  // refused by the server (on_connect)
+    });
     socket.on("connect", function () { ui.setStatus("live", true); });
     socket.on("disconnect", function () { ui.setStatus("reconnecting…", false); });
     // after a reconnect the page subscribes again by itself; if the name is

@@ -14,7 +14,7 @@ import os
 import sys
 
 import web
-from webpy_socketio import SocketIOServer, socketio_urls
+from webpy_socketio import SocketIOServer, WebpySocketIOError, socketio_urls
 from webpy_socketio.templating import template_lookup
 
 import events  # noqa: F401  (registers the Socket.IO handlers)
@@ -53,5 +53,10 @@ if __name__ == "__main__":
 
     host = wsio_settings.SOCKETIO_HOST
     port = int(sys.argv[1]) if len(sys.argv) > 1 else wsio_settings.SOCKETIO_PORT
+    server = SocketIOServer((host, port), app.wsgifunc())
+    try:
+        server.start()  # binds the port
+    except WebpySocketIOError as exc:  # the port is taken, the message queue is down, ...
+        sys.exit(f"Error: {exc}")
     print(f"Serving {TITLE} on http://{host}:{port}/", flush=True)
-    SocketIOServer((host, port), app.wsgifunc()).serve_forever()
+    server.serve_forever()

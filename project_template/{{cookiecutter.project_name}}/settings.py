@@ -19,7 +19,8 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # SOCKETIO_CORS_ALLOWED_ORIGINS = None
 
 # Where browsers load the official socket.io client from. A copy at
-# static/socket.io.min.js is served instead when it exists (offline use).
+# static/socket.io.min.js is served instead when it exists (`wsio client`
+# puts it there, for offline use).
 # SOCKETIO_CLIENT_URL = "https://cdn.socket.io/4.8.3/socket.io.min.js"
 # Integrity hash for a custom SOCKETIO_CLIENT_URL (the default URL carries
 # its own pinned hash).
@@ -40,6 +41,11 @@ SOCKETIO_PORT = {{ cookiecutter.port }}
 # longer than their sum.
 # SOCKETIO_PING_INTERVAL = 25
 # SOCKETIO_PING_TIMEOUT = 20
+
+# Channels that keep their last messages, so that a page that reconnects
+# gets what it missed: {"^room-": {"size": 200, "ttl": 600}} (messages
+# kept, seconds kept). None: no history.
+# SOCKETIO_HISTORY = None
 
 # Close a connection that has joined no namespace this many seconds after
 # its handshake; None: no limit.

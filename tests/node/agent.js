@@ -3,7 +3,7 @@
 // It reads one JSON command per line on stdin and writes one JSON line per
 // reply or received event on stdout:
 //   {"id": 1, "op": "connect", "client": "a", "url": "...", "options": {...}}
-//   {"id": 2, "op": "subscribe", "client": "a", "channel": "room-1"}
+//   {"id": 2, "op": "subscribe", "client": "a", "channel": "room-1", "options": {"since": ...}}
 //   {"id": 3, "op": "send", "client": "a", "data": {...}}          (acked)
 //   {"id": 4, "op": "emit", "client": "a", "event": "x", "args": [...]}
 //   {"id": 5, "op": "unsubscribe" | "disconnect" | "channels" | "transport", "client": "a"}
@@ -62,7 +62,7 @@ function namespace(cmd) {
 function watch(cmd, socket) {
   clients.set(cmd.client, socket);
   socket.onAny((event, ...args) => out({ client: cmd.client, event, args }));
-  for (const name of ["disconnect", "wsio:refused"]) {
+  for (const name of ["disconnect", "wsio:refused", "wsio:recovery-failed"]) {
     socket.on(name, (...args) => out({ client: cmd.client, event: name, args }));
   }
   socket.on("connect", () => out({ client: cmd.client, event: "connect", args: [socket.id] }));
@@ -96,7 +96,7 @@ async function handle(cmd) {
     case "namespace":
       return withTimeout(namespace(cmd), ms, "namespace connect");
     case "subscribe":
-      return withTimeout(socketOf(cmd).subscribe(cmd.channel), ms, "subscribe ack");
+      return withTimeout(socketOf(cmd).subscribe(cmd.channel, cmd.options), ms, "subscribe ack");
     case "unsubscribe":
       return withTimeout(socketOf(cmd).unsubscribe(cmd.channel), ms, "unsubscribe ack");
     case "send":

@@ -24,19 +24,153 @@
  *
  * In Node: require("./wsio.js")(require("socket.io-client")).
  *
+ * When the official client did not load (offline and no local copy, a blocked
+ * CDN, a wrong integrity hash), the page shows a notice naming the fix instead
+ * of failing silently; see the block "loading and the development server".
+ *
  * Under `wsio runserver` the include marks this script's tag with
- * data-wsio-reload; then every socket the page opens with io() reloads the
- * page when the server emits "wsio:reload" with {reload: true} (a template or
- * static file changed). Without the mark nothing listens.
+ * data-wsio-dev and data-wsio-reload; then every socket the page opens with
+ * io() listens for "wsio:reload", which a restarting server sends just before
+ * it closes the socket: the socket reconnects at once instead of backing off
+ * (and keeps retrying quickly while the app fails to load, showing so), and
+ * the page reloads when the event says {reload: true} (a template or static
+ * file changed). Without the marks nothing listens.
  */
 (function (root, install) {
-  function reloading(lookup, location) {
+  // ---- loading and the development server (webpy-socketio issue 15) ----------
+  //
+  // Everything in this block runs in browsers only, around install() below:
+  // a notice when the official client is missing, and what `wsio runserver`
+  // pages do across a restart.
+
+  var NOTICE_ID = "wsio-notice";
+
+  function notice(doc, text, tone) {
+    // a small fixed box, styled from script (a Content-Security-Policy that
+    // forbids inline styles still allows this), removed when text is null
+    var box = doc.getElementById(NOTICE_ID);
+    if (text === null) {
+      if (box) {
+        box.remove();
+      }
+      return;
+    }
+    if (!box) {
+      box = doc.createElement("div");
+      box.id = NOTICE_ID;
+      box.setAttribute("role", "status");
+      Object.assign(box.style, {
+        position: "fixed",
+        right: "12px",
+        bottom: "12px",
+        zIndex: "2147483647",
+        maxWidth: "min(420px, calc(100vw - 24px))",
+        padding: "10px 14px",
+        borderRadius: "8px",
+        font: "14px/1.4 system-ui, sans-serif",
+        boxShadow: "0 2px 10px rgba(0, 0, 0, .2)",
+      });
+      (doc.body || doc.documentElement).appendChild(box);
+    }
+    var error = tone === "error";
+    box.style.background = error ? "#fdeceb" : "#fff6e0";
+    box.style.color = error ? "#8a1c12" : "#6b3d00";
+    box.style.border = "1px solid " + (error ? "#f1b0aa" : "#f5d78e");
+    box.dataset.state = tone;
+    box.textContent = text;
+  }
+
+  function whenReady(doc, callback) {
+    if (doc.readyState === "loading") {
+      doc.addEventListener("DOMContentLoaded", callback);
+    } else {
+      callback();
+    }
+  }
+
+  function clientMissing(win, tag) {
+    var url = (tag && tag.getAttribute("data-client")) || "its URL";
+    var text =
+      "Realtime features are unavailable: the socket.io client did not load from " +
+      url +
+      " (this machine may be offline, or the address is blocked). To serve it from this " +
+      "app instead, run `wsio client` in the project's folder: it puts " +
+      "static/socket.io.min.js in place.";
+    if (win.console) {
+      win.console.error("webpy-socketio: " + text);
+    }
+    whenReady(win.document, function () {
+      notice(win.document, text, "error");
+    });
+    // the page's own io() call fails with this message rather than
+    // "io is not defined"
+    win.io = function () {
+      throw new Error("webpy-socketio: the socket.io client did not load; run `wsio client`");
+    };
+  }
+
+  function devServer(lookup, win, reloadPages) {
+    var doc = win.document;
+    var FAST = { min: 1, max: 500, jitter: 0 };
+
+    function fast(manager) {
+      // the next reconnection attempts come at once, then every half second
+      // at most: the restarted server is there within a few hundred ms, and
+      // a failed one answers 503 until the fix is saved
+      if (!manager._wsioSaved) {
+        manager._wsioSaved = {
+          min: manager.reconnectionDelay(),
+          max: manager.reconnectionDelayMax(),
+          jitter: manager.randomizationFactor(),
+        };
+      }
+      manager.reconnectionDelay(FAST.min);
+      manager.reconnectionDelayMax(FAST.max);
+      manager.randomizationFactor(FAST.jitter);
+    }
+
+    function restore(manager) {
+      var saved = manager._wsioSaved;
+      if (saved) {
+        manager._wsioSaved = null;
+        manager.reconnectionDelay(saved.min);
+        manager.reconnectionDelayMax(saved.max);
+        manager.randomizationFactor(saved.jitter);
+      }
+    }
+
     function io() {
       var socket = lookup.apply(this, arguments);
+      var manager = socket.io;
+      var shown = null;
       socket.on("wsio:reload", function (info) {
-        if (info && info.reload) {
-          location.reload();
+        if (info && info.reload && reloadPages) {
+          win.location.reload();
+          return;
         }
+        fast(manager);
+        // a restart usually takes less than this: no flicker
+        shown = win.setTimeout(function () {
+          notice(doc, "Server reloading…", "info");
+        }, 250);
+      });
+      socket.on("connect_error", function (err) {
+        if (err && err.description === 503) {
+          // the worker that answers cannot import the app (see the terminal)
+          win.clearTimeout(shown);
+          fast(manager);
+          notice(
+            doc,
+            "The app failed to load: the traceback is in the terminal running " +
+              "`wsio runserver`. This page reconnects as soon as you save a fix.",
+            "error"
+          );
+        }
+      });
+      socket.on("connect", function () {
+        win.clearTimeout(shown);
+        restore(manager);
+        notice(doc, null);
       });
       return socket;
     }
@@ -46,14 +180,21 @@
     io.io = io.connect = io;
     return io;
   }
+  // ---- end of the block --------------------------------------------------------
 
   if (typeof module === "object" && module.exports) {
     module.exports = install;
   } else {
-    install(root.io);
     var tag = root.document && root.document.currentScript;
-    if (tag && tag.hasAttribute("data-wsio-reload")) {
-      root.io = reloading(root.io, root.location);
+    if (!root.io || !root.io.Socket) {
+      clientMissing(root, tag);
+      return;
+    }
+    install(root.io);
+    if (tag && tag.hasAttribute("data-wsio-dev")) {
+      root.io = devServer(root.io, root, tag.hasAttribute("data-wsio-reload"));
+    } else if (tag && tag.hasAttribute("data-wsio-reload")) {
+      root.io = devServer(root.io, root, true);
     }
   }
 })(typeof self !== "undefined" ? self : this, function (io) {
@@ -81,7 +222,7 @@
       // channels: channel -> its last position ({epoch, offset}), or null for a
       // channel without history; sids: this socket's ids so far (the server skips
       // the client's own messages when it replays)
-      var st = { channels: new Map(), lost: false, sids: [] };
+      var st = { channels: new Map(), lost: false, sids: [], failed: new Map() };
       socket._wsio = st;
       if (socket.id) {
         st.sids.push(socket.id);
@@ -91,24 +232,41 @@
       });
       socket.on("connect", function () {
         st.sids = st.sids.concat([socket.id]).slice(-MAX_SIDS);
-        if (!st.lost) {
-          return;
-        }
-        st.lost = false;
-        st.channels.forEach(function (position, channel) {
-          var options = position ? { since: sinceOf(st, position) } : undefined;
-          emitSubscribe(socket, channel, options, function (reply) {
-            if (!reply || !reply.ok) {
-              st.channels.delete(channel);
-              notify(socket, "wsio:refused", channel, reply);
-              return;
-            }
-            settle(socket, st, channel, reply);
-          });
-        });
       });
     }
     return socket._wsio;
+  }
+
+  // Back after a reconnect: the server has a new socket, in no channel. The
+  // subscriptions go out first, ahead of the emits the page made while it was
+  // away (the client sends those as it connects): a message the page sent to
+  // its channel meanwhile then reaches the channel, and the replay of what was
+  // missed comes before anything newer.
+  var onconnect = proto.onconnect;
+  proto.onconnect = function () {
+    var st = this._wsio;
+    if (st && st.lost && this.sendBuffer) {
+      st.lost = false;
+      var queued = this.sendBuffer.length;
+      resubscribe(this, st);
+      var ours = this.sendBuffer.splice(queued);
+      this.sendBuffer.unshift.apply(this.sendBuffer, ours);
+    }
+    return onconnect.apply(this, arguments);
+  };
+
+  function resubscribe(socket, st) {
+    st.channels.forEach(function (position, channel) {
+      var options = position ? { since: sinceOf(st, position) } : undefined;
+      emitSubscribe(socket, channel, options, function (reply) {
+        if (!reply || !reply.ok) {
+          st.channels.delete(channel);
+          notify(socket, "wsio:refused", channel, reply);
+          return;
+        }
+        settle(socket, st, channel, reply);
+      });
+    });
   }
 
   function sinceOf(st, position) {
@@ -136,8 +294,18 @@
       st.channels.set(channel, { epoch: reply.epoch, offset: reply.offset });
     }
     if (reply.recovered === false) {
-      notify(socket, "wsio:recovery-failed", channel, reply.reason);
+      recoveryFailed(socket, st, channel, reply.epoch, reply.reason);
     }
+  }
+
+  // once per channel and epoch: a live message may show the new epoch before
+  // the reply of a resubscribe says it could not recover
+  function recoveryFailed(socket, st, channel, epoch, reason) {
+    if (st.failed.get(channel) === epoch) {
+      return;
+    }
+    st.failed.set(channel, epoch);
+    notify(socket, "wsio:recovery-failed", channel, reason);
   }
 
   function request(socket, name, channel, options, callback, done) {
@@ -170,6 +338,11 @@
       var known = st.channels.get(position.channel);
       if (known && known.epoch === position.epoch && position.offset <= known.offset) {
         return;
+      }
+      if (known && known.epoch !== position.epoch) {
+        // the channel's history began again (lost on the server): what came
+        // between is gone, and the page must reload it
+        recoveryFailed(this, st, position.channel, position.epoch, "epoch changed");
       }
       if (known !== undefined) {
         st.channels.set(position.channel, { epoch: position.epoch, offset: position.offset });

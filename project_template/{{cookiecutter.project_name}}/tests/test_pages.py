@@ -8,7 +8,7 @@ def test_home_page_loads_the_socket_scripts():
     assert response.status == "200 OK"
     page = response.data.decode()
     assert "<title>{{ cookiecutter.project_name }}</title>" in page
-    assert '<script src="/socket.io/wsio.js"></script>' in page
+    assert '<script src="/socket.io/wsio.js"' in page
 
 
 def test_unknown_page_is_404():

@@ -53,8 +53,11 @@ class Value:
 
 class Say:
     def GET(self, channel):
+        message = {"said": events.VALUE}
+        if "n" in web.input():
+            message["n"] = int(web.input().n)
         try:
-            broadcast_channel({"said": events.VALUE}, channel)
+            broadcast_channel(message, channel)
         except NoSocket:
             return as_json({"sent": False})
         return as_json({"sent": True})

@@ -13,3 +13,9 @@ def value(request, socket, context):
 @on_message
 def echo(request, socket, context, message):
     return {"echo": message, "value": VALUE}
+
+
+@on_message(channel="^room-")
+def relay(request, socket, context, message):
+    # a channel with history when the tests turn SOCKETIO_HISTORY on
+    socket.broadcast_channel(message)

@@ -66,6 +66,13 @@
     $("members").replaceChildren();
     socket = io({ auth: { name: name } });
     socket.on("connect_error", function (err) {
+      // a lost connection (a server restarting, a network blip): the client
+      // keeps retrying by itself and subscribes to the room again
+      if (socket.active) {
+        status("reconnecting…", false);
+        return;
+      }
+      // refused by the server (on_connect): say why
       $("join-error").textContent = err.message;
       leave();
     });

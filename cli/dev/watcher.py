@@ -1,8 +1,8 @@
 """What changed: the file watching of ``wsio runserver``.
 
 Nothing here imports gevent: watchdog's queue breaks in a process that
-gevent has monkey-patched, so the watching runs in the command's own
-process (see :mod:`webpy_socketio.cli.runserver`), which never patches.
+gevent has monkey-patched, so the watching runs in the supervisor
+(:mod:`.supervisor`), which never patches.
 
 A watcher turns file events into :class:`Changes`, sorted by what they
 need: Python code and templates restart the worker; static files only make
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..output import say
+
 #: Suffixes of the files whose change restarts the worker, by kind.
 CODE_SUFFIXES = (".py",)
 TEMPLATE_SUFFIXES = (".html", ".htm", ".mako", ".tmpl", ".jinja", ".jinja2", ".j2", ".xml")
@@ -42,8 +44,6 @@ IGNORED_DIRS = frozenset(
         "site-packages",
     }
 )
-#: Seconds a restarting or stopping worker has to close its sockets cleanly.
-GRACE = 3.0
 
 
 def _editor_temp(name: str) -> bool:
@@ -347,10 +347,3 @@ def make_watcher(kind: str, files: ProjectFiles) -> Watcher:
         watcher = StatWatcher(files)
         watcher.start()
     return watcher
-
-
-def say(message: str) -> None:
-    """One line of the command's own output (stderr, like the workers')."""
-    import click
-
-    click.echo(f"wsio runserver: {message}", err=True)
