@@ -65,24 +65,7 @@ def fire(
         return []
     scope = (channel,) if channel is not None else (lambda: client.socket.channels)
     results: list[Any] = []
-    timed = metrics.enabled
-    started = perf_counter() if timed else 0.0
-    try:
-        _run(event, client, args, scope, refusable, results)
-    finally:
-        if timed:
-            metrics.handler_ran(event.name, perf_counter() - started)
-    return results
-
-
-def _run(
-    event: Event,
-    client: Client,
-    args: tuple[Any, ...],
-    scope: Any,
-    refusable: bool,
-    results: list[Any],
-) -> None:
+    started = perf_counter() if metrics.enabled else 0.0
     for handler in event.matching(scope, client.socket.namespace):
         try:
             result = handler(client.request, client.socket, client.context, *args)
@@ -108,6 +91,10 @@ def _run(
             raise Denied("")
         if result is not None:
             results.append(result)
+    if started:
+        # (a refusal that raises is not timed)
+        metrics.handler_ran(event.name, perf_counter() - started)
+    return results
 
 
 class _LogValues(dict):

@@ -138,13 +138,14 @@ def check_disconnect_setting(value: Any) -> None:
 
 
 class _State:
-    """One socket's buckets and its stretch over the limit."""
+    """One socket's buckets (tokens and when they were counted, one slot per
+    rule) and its stretch over the limit."""
 
-    __slots__ = ("buckets", "over_since", "last_refused")
+    __slots__ = ("tokens", "stamps", "over_since", "last_refused")
 
-    def __init__(self) -> None:
-        #: rule -> [tokens, when they were counted]
-        self.buckets: dict[Rule, list[float]] = {}
+    def __init__(self, bursts: list[float], now: float) -> None:
+        self.tokens = list(bursts)
+        self.stamps = [now] * len(bursts)
         self.over_since: float | None = None
         self.last_refused = 0.0
 
@@ -162,44 +163,49 @@ class RateLimiter:
     ) -> None:
         self.rules = rules
         self.disconnect_after = disconnect_after
-        self._all = rules.get("*", ())
+        every = [rule for own in rules.values() for rule in own]
+        self._bursts = [rule.burst for rule in every]
+        slot = {id(rule): k for k, rule in enumerate(every)}
+
+        def plan(chosen: tuple[Rule, ...]) -> tuple[tuple[int, float, float, bool], ...]:
+            return tuple((slot[id(r)], r.rate, r.burst, r.in_bytes) for r in chosen)
+
+        self._all = plan(rules.get("*", ()))
         # event name -> every rule that applies to it (only named events:
         # a client choosing names cannot grow this)
-        self._for = {name: self._all + own for name, own in rules.items() if name != "*"}
+        self._for = {name: self._all + plan(own) for name, own in rules.items() if name != "*"}
         self._states: dict[str, _State] = {}
 
     def check(self, sid: str, event: str, size: int, now: float | None = None) -> int:
         """Count one event of ``size`` bytes from ``sid``: :data:`ALLOWED`,
         :data:`LIMITED` (refuse it) or :data:`DISCONNECT` (refuse it, and the
         client has stayed over its limit too long)."""
-        rules = self._for.get(event, self._all)
-        if not rules:
+        plan = self._for.get(event, self._all)
+        if not plan:
             return ALLOWED
         if now is None:
             now = time.monotonic()
         state = self._states.get(sid)
         if state is None:
-            state = self._states[sid] = _State()
-        buckets = state.buckets
-        refill = []
+            state = self._states[sid] = _State(self._bursts, now)
+        tokens = state.tokens
+        stamps = state.stamps
         ok = True
-        for rule in rules:
-            bucket = buckets.get(rule)
-            if bucket is None:
-                bucket = buckets[rule] = [rule.burst, now]
-            tokens = min(rule.burst, bucket[0] + (now - bucket[1]) * rule.rate)
-            cost = min(float(size), rule.burst) if rule.in_bytes else 1.0
-            refill.append((bucket, tokens, cost))
-            if tokens < cost:
+        # every bucket is refilled up to now (always right to keep) and
+        # checked; only if all have room is each one charged. A packet larger
+        # than a byte bucket's burst passes when that bucket is full.
+        for k, rate, burst, in_bytes in plan:
+            left = tokens[k] + (now - stamps[k]) * rate
+            if left > burst:
+                left = burst
+            tokens[k] = left
+            stamps[k] = now
+            if left < ((size if size < burst else burst) if in_bytes else 1.0):
                 ok = False
         if ok:
-            for bucket, tokens, cost in refill:
-                bucket[0] = tokens - cost
-                bucket[1] = now
+            for k, _, burst, in_bytes in plan:
+                tokens[k] -= (size if size < burst else burst) if in_bytes else 1.0
             return ALLOWED
-        for bucket, tokens, _ in refill:
-            bucket[0] = tokens
-            bucket[1] = now
         if state.over_since is None or now - state.last_refused > GRACE_SECONDS:
             state.over_since = now
         state.last_refused = now
