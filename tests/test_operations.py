@@ -280,3 +280,31 @@ def test_a_frozen_redis_makes_the_subscription_deaf_then_it_recovers(redis, queu
     assert value(after, "wsio_queue_deaf_total") > value(deaf, "wsio_queue_deaf_total")
     assert value(after, "wsio_queue_resubscribes_total") >= 1
     assert value(after, "wsio_queue_healthy") == 1
+
+
+@pytest.mark.node
+def test_accepted_connections_get_the_send_buffer_setting(server, agent):
+    # SOCKETIO_SEND_BUFFER_BYTES (256 KB by default): the kernel reports
+    # twice the asked size (its bookkeeping) as the socket's send buffer,
+    # "tb" in ss's memory line; the kernel's own default grows to megabytes
+    import shutil
+    import subprocess
+
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("ss (iproute2) is not installed")
+    agent.connect("buffered", server.url, "websocket")
+    port = server.port
+    out = subprocess.run(
+        [ss, "-tmnH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout
+    sizes = [
+        int(part[2:])
+        for part in out.replace(",", " ").replace("(", " ").split()
+        if part.startswith("tb")
+    ]
+    assert sizes and all(size == 2 * 256 * 1024 for size in sizes), out
+    agent.call("disconnect", "buffered")
