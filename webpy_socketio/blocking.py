@@ -88,6 +88,11 @@ def _tick() -> None:
     if threshold is None or gap < threshold + TICK_SECONDS:
         return
     capture, _capture = _capture, None
+    if capture is not None and capture.get("cpu") is not None:
+        # CPU the loop's thread (this one) got while the thread watched
+        wall = now - capture["since"]
+        if wall > 0:
+            capture["cpu_share"] = (time.thread_time() - capture["cpu"]) / wall
     _report(gap - TICK_SECONDS / 2, capture)
 
 
@@ -109,6 +114,10 @@ def _watch(loop: Any, ident: int, native: int) -> None:
     from gevent import monkey
 
     sleep = monkey.get_original("time", "sleep")
+    try:
+        clock: int | None = time.pthread_getcpuclockid(ident)
+    except (AttributeError, OSError):
+        clock = None
     last_iteration = loop.iteration
     moved_at = time.monotonic()
     capture: dict[str, Any] | None = None
@@ -131,7 +140,13 @@ def _watch(loop: Any, ident: int, native: int) -> None:
                 continue
             stack = "".join(traceback.format_stack(frame, limit=15)).rstrip("\n")
             del frame
-            capture = {"stack": stack, "running": 0, "asleep": 0}
+            capture = {
+                "stack": stack,
+                "running": 0,
+                "asleep": 0,
+                "since": now,
+                "cpu": time.clock_gettime(clock) if clock is not None else None,
+            }
             _capture = capture
         state = _thread_state(native)
         if state == "R":
@@ -144,6 +159,14 @@ def _doing(capture: dict[str, Any] | None) -> str:
     if capture is None:
         return "the code that held it was not sampled in time"
     if capture["running"] > capture["asleep"]:
+        share = capture.get("cpu_share")
+        if share is not None and share < 0.5:
+            # runnable, but the kernel mostly ran other processes: the code
+            # computed, and the machine made it take longer
+            return (
+                "the code below was computing, and the process got only "
+                f"{share:.0%} of a CPU meanwhile (other processes are using the machine)"
+            )
         return "the code below was computing all that time (a long loop or a CPU-bound calculation)"
     if capture["asleep"]:
         return (

@@ -235,7 +235,7 @@ def test_every_stretch_is_reported_with_its_length_and_cause(rel_server):
         assert 0.65 <= _seconds(line) <= 2.0, line
         assert "waiting in one call" in line, line
     assert 0.75 <= _seconds(warnings[7]) <= 2.5, warnings[7]
-    assert "computing all that time" in warnings[7], warnings[7]
+    assert "computing" in warnings[7], warnings[7]
     assert "sum(range(1000))" in text
     save("blocking-stretches", {"warnings": warnings})
     blocker.close()
