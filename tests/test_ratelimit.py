@@ -194,3 +194,15 @@ def test_a_client_that_stays_over_its_limit_is_disconnected(server, agent):
     )
     assert log == [["disconnect", "persistent", "rate limited"]]
     assert "over its rate limit (SOCKETIO_RATE_LIMIT) for 2 s" in server.output()
+
+
+def test_a_message_that_is_only_digits_is_a_bad_packet_not_a_crash(limited_engine, caplog):
+    # engine.io decodes the Engine.IO message "4123" into the int 123; the
+    # rate limits' size count took len() of it (found by the fuzzer)
+    from webpy_socketio import _engine as boundary
+
+    client = SocketIOTestClient()
+    with caplog.at_level("WARNING", logger="webpy_socketio"):
+        boundary.feed_test_session(engine.get_engine(), client.eio_sid, 123)
+    assert "invalid packet" in caplog.text
+    assert "Traceback" not in caplog.text

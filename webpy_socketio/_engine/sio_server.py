@@ -49,6 +49,12 @@ from .packets import CLOSED, PARSE_ERROR, MalformedPacket, Packet, ReservedEvent
 logger = logging.getLogger("webpy_socketio")
 
 
+def _size(data: Any) -> int:
+    """The bytes of a client's message, for the rate limits (engine.io
+    decodes a message that is only digits into an int)."""
+    return len(data) if isinstance(data, str | bytes | bytearray) else len(str(data))
+
+
 class Server(socketio.Server):
     """python-socketio's server with the protocol's rules (module docstring).
 
@@ -198,7 +204,7 @@ class Server(socketio.Server):
             return
         try:
             if eio_sid in self._binary_packet:
-                self._in_size += len(data)
+                self._in_size += _size(data)
                 if not isinstance(data, bytes | bytearray):
                     # python-socketio took any message for the attachment
                     raise MalformedPacket("a text packet where a binary attachment was due")
@@ -207,7 +213,7 @@ class Server(socketio.Server):
                 # Engine.IO message "4"): it became an event with no data
                 raise MalformedPacket("an empty packet")
             else:
-                self._in_size = len(data)
+                self._in_size = _size(data)
             super()._handle_eio_message(eio_sid, data)
         except ValueError as exc:  # MalformedPacket, or python-socketio's own checks
             # python-socketio keeps a binary packet whose attachment failed,
