@@ -39,6 +39,12 @@ function parseArgs(argv) {
     maxInterference: 15,
     timeout: 120,
     alive: 20,
+    window: 64,
+    slow: 200,
+    healthy: 20,
+    rate: 400,
+    pauseMs: 6000,
+    readMs: 50,
   };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, "").replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -624,9 +630,180 @@ async function conns() {
   return { mode: "conns", clients: opts.clients, alive, checked: opts.alive };
 }
 
+
+// ---------------------------------------------------------------- one greedy client
+
+// E polite clients echo in closed loops (one request out each); then one
+// greedy client joins with `window` requests always out, sent as fast as
+// its acks return. Reported: the polite clients' requests/s and their
+// longest wait, without and with the greedy one.
+async function greedy() {
+  const E = opts.clients;
+  const pad = "x".repeat(opts.size);
+  const conn = await connectMany(E + 1, opts.concurrency);
+  const polite = conn.clients.slice(0, E);
+  const hog = conn.clients[E];
+  let running = true;
+  let window = null;
+  async function loop(c, k) {
+    let s = 0;
+    while (running) {
+      const sent = now();
+      await c.emit("echo", { s: s++, c: k, p: pad });
+      const w = window;
+      if (w && sent >= w.t0) {
+        w.count++;
+        const lat = now() - sent;
+        w.lat.push(lat);
+      }
+    }
+  }
+  let hogging = false;
+  let hogCount = 0;
+  async function hogLoop() {
+    while (running) {
+      if (!hogging) {
+        await sleep(20);
+        continue;
+      }
+      hogCount++;
+      await hog.emit("echo", { hog: true, p: pad });
+    }
+  }
+  const loops = polite.map((c, k) => loop(c, k));
+  const hogs = Array.from({ length: opts.window }, () => hogLoop());
+  await sleep(1000); // warm-up
+  const phases = {};
+  for (const phase of ["alone", "with_greedy"]) {
+    hogging = phase === "with_greedy";
+    if (hogging) await sleep(500);
+    const reps = [];
+    for (let i = 0; i < opts.reps; i++) {
+      const w = { t0: now(), count: 0, lat: [] };
+      const before = cpuSnapshot();
+      const hog0 = hogCount;
+      window = w;
+      await sleep(opts.duration * 1000);
+      window = null;
+      const after = cpuSnapshot();
+      const secs = (now() - w.t0) / 1000;
+      const lat = latencyStats(w.lat, w.lat.length);
+      reps.push({
+        requests_per_s: Math.round(w.count / secs),
+        greedy_requests_per_s: Math.round((hogCount - hog0) / secs),
+        p50_ms: lat.p50,
+        p99_ms: lat.p99,
+        max_ms: lat.max,
+        ...cpuDelta(before, after),
+      });
+    }
+    phases[phase] = reps;
+  }
+  running = false;
+  await Promise.race([Promise.all([...loops, ...hogs]), sleep(5000)]);
+  for (const c of conn.clients) c.close();
+  return { mode: "greedy", clients: E, window: opts.window, phases };
+}
+
+// ---------------------------------------------------------------- trickle readers
+
+function rssMb(pid) {
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+    const m = status.match(/VmRSS:\s+(\d+)/);
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch (e) {
+    return 0;
+  }
+}
+
+// `slow` subscribers that read for `readMs` every `pauseMs`, and `healthy`
+// ones that read at once, all in one room; a sender broadcasts `rate`
+// messages/s of `size` bytes for `duration` s. Reported: the server's
+// largest resident memory, the healthy subscribers' delivery latency and
+// completeness, and how many slow ones the server disconnected.
+async function trickle() {
+  const pad = "x".repeat(opts.size);
+  const conn = await connectMany(opts.slow + opts.healthy + 1, opts.concurrency);
+  const slow = conn.clients.slice(0, opts.slow);
+  const healthy = conn.clients.slice(opts.slow, opts.slow + opts.healthy);
+  const sender = conn.clients[opts.slow + opts.healthy];
+  await Promise.all([...slow, ...healthy].map((c) => c.emit("join", "trickle")));
+  const lat = [];
+  const T = Buffer.from('"t":');
+  for (const h of healthy) {
+    h.got = 0;
+    h.onRawEvent = (buf, start, end) => {
+      const i = buf.indexOf(T, start);
+      if (i < 0 || i >= end) return true;
+      let b = i + T.length;
+      while (b < end && buf[b] !== 0x2c && buf[b] !== 0x7d) b++;
+      lat.push(now() - Number(buf.toString("latin1", i + T.length, b)));
+      h.got++;
+      return true;
+    };
+  }
+  for (const c of slow) c.onRawEvent = () => true;
+  // each slow reader: paused, then reading for readMs, at its own phase
+  const timers = slow.map((c, k) => {
+    c.sock.pause();
+    const cycle = () => {
+      if (c.closed) return;
+      c.sock.resume();
+      setTimeout(() => c.closed || c.sock.pause(), opts.readMs);
+    };
+    const first = setTimeout(() => {
+      cycle();
+      c.timer = setInterval(cycle, opts.pauseMs);
+    }, (k * opts.pauseMs) / opts.slow);
+    return first;
+  });
+  let rssMax = rssMb(opts.serverPid);
+  const rssStart = rssMax;
+  const sampler = setInterval(() => {
+    rssMax = Math.max(rssMax, rssMb(opts.serverPid));
+  }, 100);
+  const before = cpuSnapshot();
+  const t0 = now();
+  const total = Math.round(opts.rate * opts.duration);
+  for (let s = 0; s < total; s++) {
+    const due = t0 + (s * 1000) / opts.rate;
+    const wait = due - now();
+    if (wait > 1) await sleep(wait);
+    sender.emit("bcast", { room: "trickle", s, t: now(), p: pad });
+  }
+  // the healthy ones get everything (or the run says not)
+  const deadline = now() + 10000;
+  while (healthy.some((h) => h.got < total) && now() < deadline) await sleep(50);
+  const after = cpuSnapshot();
+  clearInterval(sampler);
+  for (const t of timers) clearTimeout(t);
+  let cut = 0;
+  for (const c of slow) {
+    clearInterval(c.timer);
+    if (c.closed) cut++;
+  }
+  const stats = latencyStats(lat, lat.length);
+  for (const c of conn.clients) c.close();
+  return {
+    mode: "trickle",
+    slow: opts.slow,
+    healthy: opts.healthy,
+    messages: total,
+    rss_start_mb: round(rssStart),
+    rss_max_mb: round(rssMax),
+    healthy_complete: healthy.every((h) => h.got === total),
+    healthy_p50_ms: stats.p50,
+    healthy_p99_ms: stats.p99,
+    healthy_max_ms: stats.max,
+    slow_disconnected: cut,
+    ...cpuDelta(before, after),
+  };
+}
+
 // ---------------------------------------------------------------- main
 
-const modes = { fanout, echo, conns };
+const modes = { fanout, echo, conns, greedy, trickle };
 if (!modes[opts.mode]) {
   process.stderr.write(`unknown mode ${opts.mode}\n`);
   process.exit(2);

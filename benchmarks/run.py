@@ -86,6 +86,12 @@ def define_servers(our_python: str, compare: list[str] | None = None) -> None:
             ),
         }
     )
+    # the same server with the operations features on, to measure their cost
+    for name, variable in (("metrics", "WSIO_BENCH_METRICS"), ("limits", "WSIO_BENCH_RATE_LIMIT")):
+        SERVERS[f"webpy-{name}"] = (
+            f"webpy-socketio, {name} on",
+            ["env", f"{variable}=1", our_python, str(SERVERS_DIR / "webpy_app.py")],
+        )
     for item in compare or []:
         name, _, folder = item.partition("=")
         if not name or not folder or not (Path(folder) / "webpy_socketio").is_dir():
@@ -411,6 +417,70 @@ def test_echo(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
         )
 
 
+def test_greedy(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
+    """One greedy client among polite ones (no rate limit configured)."""
+    for name in args.servers:
+        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+        server = Server(name, args.server_cpu, logdir)
+        try:
+            result = loadgen(
+                args,
+                server,
+                "greedy",
+                clients=args.echo_clients,
+                duration=args.echo_duration,
+                size=args.size,
+                reps=args.reps,
+                window=args.greedy_window,
+                timeout=120,
+            )
+        finally:
+            server.stop()
+        summary.setdefault("greedy", {})[name] = result
+        if "error" in result:
+            log(f"greedy {name:<6} ERROR {result['error']}")
+            continue
+        alone = clean_median(result["phases"]["alone"], "requests_per_s")
+        shared = clean_median(result["phases"]["with_greedy"], "requests_per_s")
+        worst = max(r["max_ms"] or 0 for r in result["phases"]["with_greedy"])
+        log(
+            f"greedy {name:<6} polite {alone:>8,.0f} req/s alone, {shared:>8,.0f} with a greedy "
+            f"client ({shared / alone:.2f}); longest wait {worst:.0f} ms"
+        )
+
+
+def test_trickle(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
+    """Slow readers (read 50 ms every 6 s) beside healthy subscribers."""
+    for name in args.servers:
+        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+        server = Server(name, args.server_cpu, logdir)
+        try:
+            result = loadgen(
+                args,
+                server,
+                "trickle",
+                slow=args.trickle_slow,
+                healthy=args.trickle_healthy,
+                rate=args.trickle_rate,
+                duration=args.trickle_seconds,
+                size=args.trickle_size,
+                concurrency=50,
+                timeout=120,
+            )
+        finally:
+            server.stop()
+        summary.setdefault("trickle", {})[name] = result
+        if "error" in result:
+            log(f"trickle {name:<6} ERROR {result['error']}")
+            continue
+        log(
+            f"trickle {name:<6} RSS {result['rss_start_mb']:.0f} -> max {result['rss_max_mb']:.0f} MB; "
+            f"healthy p99 {result['healthy_p99_ms']} ms, max {result['healthy_max_ms']} ms, "
+            f"{'complete' if result['healthy_complete'] else 'INCOMPLETE'}; "
+            f"{result['slow_disconnected']}/{result['slow']} slow readers cut"
+        )
+
+
 def one_conns_rep(args: argparse.Namespace, name: str, logdir: Path) -> dict:
     server = Server(name, args.server_cpu, logdir)
     try:
@@ -564,6 +634,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conn-concurrency", type=int, default=100)
     p.add_argument("--conn-reps", type=int, default=2)
     p.add_argument("--settle", type=float, default=2.0)
+    p.add_argument("--greedy-window", type=int, default=64, help="greedy client's requests out")
+    p.add_argument("--trickle-slow", type=int, default=200)
+    p.add_argument("--trickle-healthy", type=int, default=20)
+    p.add_argument("--trickle-rate", type=int, default=200, help="broadcasts/s")
+    p.add_argument("--trickle-size", type=int, default=8192, help="padding bytes per broadcast")
+    p.add_argument("--trickle-seconds", type=float, default=12.0)
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--client-cpu", default="1")
     p.add_argument("--max-interference", type=float, default=15.0)
@@ -644,7 +720,14 @@ def main(argv: list[str] | None = None) -> int:
             log(f"smoke {name:<6} {summary['smoke'][name]}")
             if not summary["smoke"][name].get("ok"):
                 args.servers.remove(name)
-    for test, function in (("fanout", test_fanout), ("echo", test_echo), ("conns", test_conns)):
+    tests = (
+        ("fanout", test_fanout),
+        ("echo", test_echo),
+        ("conns", test_conns),
+        ("greedy", test_greedy),
+        ("trickle", test_trickle),
+    )
+    for test, function in tests:
         if test in args.tests:
             function(args, outdir, summary)
             (outdir / "summary.json").write_text(json.dumps(summary, indent=1))

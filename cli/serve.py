@@ -124,4 +124,16 @@ def serve(
         WorkerSpec(app_spec, host, p, root, i, graceful_timeout, access_log)
         for i, p in enumerate(ports)
     ]
-    sys.exit(WorkerSupervisor(specs).run())
+    metrics_dir = None
+    if values.get("SOCKETIO_METRICS"):
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="wsio-metrics-")
+    try:
+        code = WorkerSupervisor(specs, metrics_dir).run()
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    sys.exit(code)

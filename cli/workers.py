@@ -132,8 +132,10 @@ class WorkerSupervisor:
     (the development server's is
     :class:`webpy_socketio.cli.dev.supervisor.ReloadSupervisor`)."""
 
-    def __init__(self, specs: list[WorkerSpec]) -> None:
+    def __init__(self, specs: list[WorkerSpec], metrics_dir: str | None = None) -> None:
         self.specs = specs
+        #: where the workers write their metrics, summed by whichever is scraped
+        self.metrics_dir = metrics_dir
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.restarts: list[float] = []
         self.stopping = False
@@ -142,6 +144,10 @@ class WorkerSupervisor:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         # the workers run in the project's folder and import from it first
         env["PYTHONPATH"] = os.pathsep.join(p for p in (spec.root, env.get("PYTHONPATH", "")) if p)
+        if self.metrics_dir is not None:
+            env["WSIO_METRICS_DIR"] = self.metrics_dir
+            # a metrics port of its own is opened by the first worker only
+            env["WSIO_METRICS_LISTEN"] = "1" if spec.index == 0 else "0"
         # patch first of all, before even webpy_socketio is imported (its
         # modules create locks at import time)
         command = [sys.executable, "-c", WORKER_ENTRY, spec.to_json()]

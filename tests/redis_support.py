@@ -20,7 +20,9 @@ class RedisServer:
     """redis-server on a free port; :meth:`kill` and :meth:`start` model an
     outage and a return on the same address."""
 
-    def __init__(self, name: str = "redis") -> None:
+    def __init__(self, name: str = "redis", debug: bool = False) -> None:
+        #: allow DEBUG SLEEP (a frozen Redis), from this machine only
+        self.debug = debug
         self.binary = redis_binary()
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -46,6 +48,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.folder),
+                *(["--enable-debug-command", "local"] if self.debug else []),
             ],
             self.folder / f"redis-{self.starts}.log",
         )
@@ -61,6 +64,16 @@ class RedisServer:
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def command(self, *args: str) -> object:
+        """Run one Redis command from a client of its own."""
+        import redis
+
+        client = redis.Redis.from_url(self.url, socket_timeout=30)
+        try:
+            return client.execute_command(*args)
+        finally:
+            client.close()
 
     def publish_count(self) -> int:
         """How many PUBLISH commands this redis-server has run."""

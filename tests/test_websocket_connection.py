@@ -11,6 +11,7 @@ import gevent
 import pytest
 from gevent import socket as gsocket
 
+from webpy_socketio._websocket import connection
 from webpy_socketio._websocket.connection import (
     CLOSE_INVALID_DATA,
     CLOSE_NORMAL,
@@ -206,3 +207,158 @@ def test_a_client_far_behind_is_dropped(pair):
         if ws.broken:
             break
     assert ws.broken
+
+
+# -- queued bytes: shared, counted, bounded ------------------------------------
+
+
+@pytest.fixture
+def backlog_limits():
+    """Restore the queue limits a test changes."""
+    per_client, total = connection.MAX_PENDING_BYTES, connection.MAX_TOTAL_PENDING_BYTES
+    yield
+    connection.configure(per_client, total)
+
+
+def _slow_pairs(n: int) -> list[tuple[WebSocket, gsocket.socket, gsocket.socket]]:
+    pairs = []
+    for _ in range(n):
+        a, b = gsocket.socketpair()
+        pairs.append((WebSocket(a), a, b))
+    return pairs
+
+
+def test_a_broadcast_frame_stays_one_object_and_every_queued_byte_is_counted(backlog_limits):
+    # 20 clients that read nothing get the same 200 KB frames: each queue
+    # holds the shared bytes (or a view of their unsent rest), and the
+    # process total is what every queue holds, also while flushers run
+    connection.configure(per_client=16 * 1024 * 1024, total=512 * 1024 * 1024)
+    before = connection.BACKLOG.total
+    pairs = _slow_pairs(20)
+    frames = [encode_message(f"{i:04d}" + "z" * 200_000) for i in range(20)]
+    try:
+        for frame in frames:
+            for ws, _, _ in pairs:
+                ws.write(frame)
+        gevent.sleep(0.2)  # the flushers run and wait for writable sockets
+        held = sum(ws._pending_bytes for ws, _, _ in pairs)
+        assert held > 20 * 1_000_000  # most of it is still queued, for every client
+        # the process holds each shared frame once: what is counted is what
+        # the queues really keep alive
+        assert connection.BACKLOG.total - before == _distinct(pairs)
+        assert _distinct(pairs) <= sum(len(f) for f in frames) < held
+        for ws, _, _ in pairs:
+            assert sum(len(b) for b in ws._pending) == ws._pending_bytes
+            # no private copy: every queued buffer is one of the shared frames
+            assert all(any(_shares(item, f) for f in frames) for item in ws._pending)
+        # a reader that catches up gets everything, in order, and its bytes
+        # leave the count
+        ws, a, b = pairs[0]
+        peer = Peer(b)
+        for i in range(20):
+            opcode, payload = peer.frame()
+            assert int(payload[:4]) == i
+        assert wait_for(lambda: ws._pending is None)
+        assert connection.BACKLOG.total - before == _distinct(pairs)
+    finally:
+        for ws, a, b in pairs:
+            ws._abort()
+            a.close()
+            b.close()
+    assert connection.BACKLOG.total == before
+
+
+def _distinct(pairs) -> int:
+    """Bytes of the distinct frames the queues hold."""
+    seen = {}
+    for ws, _, _ in pairs:
+        for item in ws._pending or ():
+            base = item.obj if isinstance(item, memoryview) else item
+            seen[id(base)] = len(base)
+    return sum(seen.values())
+
+
+def _shares(item: bytes | memoryview, frame: bytes) -> bool:
+    base = item.obj if isinstance(item, memoryview) else item
+    return base is frame
+
+
+def wait_for(predicate, timeout: float = 5.0) -> bool:
+    with gevent.Timeout(timeout, False):
+        while not predicate():
+            gevent.sleep(0.01)
+    return bool(predicate())
+
+
+def test_the_total_limit_disconnects_the_largest_queues_first(backlog_limits, caplog):
+    connection.configure(per_client=64 * 1024 * 1024, total=8 * 1024 * 1024)
+    a, b = gsocket.socketpair()
+    healthy = WebSocket(a)
+    reader = Peer(b)
+    slow = _slow_pairs(4)
+    frame = encode_message("q" * 100_000)
+    got = []
+
+    def read_all():
+        while True:
+            opcode, payload = reader.frame()
+            got.append(payload)
+
+    reading = gevent.spawn(read_all)
+    try:
+        with caplog.at_level("WARNING", logger="webpy_socketio"):
+            for i in range(150):
+                healthy.write(frame)
+                # the slow ones fall behind by different amounts
+                for k, (ws, _, _) in enumerate(slow):
+                    if i % (k + 1) == 0:
+                        # a frame of its own (a reply, a private message): a
+                        # shared one would count once, whoever holds it
+                        ws.write(encode_message("s" * 100_000))
+                # the healthy client reads as fast as it is written to
+                assert wait_for(lambda n=i + 1: len(got) == n)
+        assert not healthy.broken  # its queue never grew: never a candidate
+        assert slow[0][0].broken  # the one furthest behind went first
+        assert connection.BACKLOG.total <= connection.MAX_TOTAL_PENDING_BYTES
+        assert "SOCKETIO_MAX_QUEUED_BYTES_TOTAL" in caplog.text
+        assert connection.BACKLOG.shed >= 1
+    finally:
+        reading.kill()
+        for ws, x, y in slow:
+            ws._abort()
+            x.close()
+            y.close()
+        a.close()
+        b.close()
+
+
+# -- fair turns ------------------------------------------------------------------
+
+
+def test_a_connection_with_more_input_lets_the_others_take_turns():
+    # a client whose 1,000 messages are all read already, and one whose single
+    # message arrives while its reader waits: the second is read after at
+    # most a turn of the first (before, the first kept the loop for all
+    # 1,000: nothing in its read loop switched while data was ready)
+    a_server, a_client = gsocket.socketpair()
+    b_server, b_client = gsocket.socketpair()
+    order: list[str | bytes | None] = []
+
+    def read(ws: WebSocket, n: int) -> None:
+        for _ in range(n):
+            order.append(ws.receive())
+
+    polite = gevent.spawn(read, WebSocket(b_server), 1)
+    gevent.sleep(0.05)  # waiting for its client
+    b_client.sendall(client_frame(OP_TEXT, b"polite"))
+    burst = b"".join(client_frame(OP_TEXT, b"g%d" % i) for i in range(1000))
+    greedy = gevent.spawn(read, WebSocket(a_server, initial=burst), 1000)
+    gevent.joinall([polite, greedy], timeout=10)
+    try:
+        assert len(order) == 1001
+        # a turn or two (the loop may resume the first before it polls for input)
+        assert order.index("polite") <= 2 * connection.FAIR_TURN + 2, order.index("polite")
+        assert [m for m in order if m != "polite"] == [f"g{i}" for i in range(1000)]
+    finally:
+        for sock in (a_server, a_client, b_server, b_client):
+            sock.close()

@@ -19,6 +19,7 @@ from .events import (
     on_error,
     on_finish,
     on_message,
+    on_rate_limited,
     on_subscribe,
     on_unsubscribe,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "on_error",
     "on_finish",
     "on_message",
+    "on_rate_limited",
     "on_subscribe",
     "on_unsubscribe",
     "presence",

@@ -831,6 +831,9 @@ def publish(
     position, or None when Redis could not be reached (delivered here
     only, without a position)."""
     store = store_of(engine.manager)
+    from . import metrics
+
+    metrics.count("wsio_history_appends_total")
     if isinstance(store, MemoryStore):
         position, entry = store.append(namespace, channel, rule, event, args, skip)
         meta = position_argument(namespace, channel, position.epoch, position.offset)
@@ -972,6 +975,12 @@ def join(
         "offset": recovery.position.offset,
         "recovered": recovery.recovered,
     }
+    from . import metrics
+
+    metrics.count(
+        "wsio_history_recoveries_total",
+        "recovered" if recovery.recovered else str(recovery.reason),
+    )
     if not recovery.recovered:
         reply["reason"] = recovery.reason
     return reply

@@ -8,6 +8,7 @@ an empty registry means no handler can still be running for a socket.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ class Client:
     request: Request
     socket: Socket
     context: dict[str, Any] = field(default_factory=dict)
+    #: when the connection was accepted (time.time())
+    connected_at: float = field(default_factory=time.time)
 
 
 #: session id -> Client, for the sockets connected to this process.

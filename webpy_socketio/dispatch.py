@@ -26,10 +26,11 @@ import datetime
 import json
 import logging
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from . import _engine as boundary
-from . import _history, _presence, channels, clients, events, settings
+from . import _history, _presence, admin, channels, clients, events, metrics, settings
 from .clients import Client
 from .events import Event
 from .exceptions import Denied, InvalidChannel
@@ -65,7 +66,8 @@ def fire(
     if not event.handlers:
         return []
     scope = (channel,) if channel is not None else (lambda: client.socket.channels)
-    results = []
+    results: list[Any] = []
+    started = perf_counter() if metrics.enabled else 0.0
     for handler in event.matching(scope, client.socket.namespace):
         try:
             result = handler(client.request, client.socket, client.context, *args)
@@ -80,6 +82,8 @@ def fire(
             continue
         except Exception as exc:
             logger.exception("%s handler %s raised", event.name, _describe(handler))
+            if metrics.enabled:
+                metrics.count("wsio_handler_errors_total", event.name)
             if event is not events.on_error:
                 fire(events.on_error, client, exc)
             if refusable:
@@ -89,6 +93,9 @@ def fire(
             raise Denied("")
         if result is not None:
             results.append(result)
+    if started:
+        # (a refusal that raises is not timed)
+        metrics.handler_ran(event.name, perf_counter() - started)
     return results
 
 
@@ -132,11 +139,16 @@ class Dispatcher:
         # namespace first); which namespaces exist is the events' registry's
         # business, asked at each connect
         engine = self.engine
-        engine.namespace_known = events.namespace_known
+
+        def namespace_known(namespace: str) -> bool:
+            return namespace == admin.namespace() or events.namespace_known(namespace)
+
+        engine.namespace_known = namespace_known
 
         def on(event: str, handler: Callable[..., Any]) -> None:
             engine.on(event, handler, namespace="*")
 
+        engine.on_rate_limited = self.rate_limited
         on("connect", self.connect)
         on("disconnect", self.disconnect)
         on(MESSAGE_EVENT, self.message)
@@ -149,6 +161,9 @@ class Dispatcher:
     def connect(
         self, namespace: str, sid: str, environ: Mapping[str, Any], auth: Any = None
     ) -> bool:
+        if namespace == admin.namespace():
+            admin.connect(self.engine, sid, auth)
+            return True
         client = Client(Request(environ, auth), Socket(sid, self.engine, namespace))
         clients.add(client)
         try:
@@ -158,12 +173,27 @@ class Dispatcher:
             from socketio.exceptions import ConnectionRefusedError
 
             raise ConnectionRefusedError(exc.reason or "connection refused") from None
+        metrics.count("wsio_connects_total", namespace)
+        if admin.active:
+            admin.socket_connected(self.engine, sid, namespace)
         return True
 
     def disconnect(self, namespace: str, sid: str, reason: str | None = None) -> None:
+        engine = self.engine
+        if namespace == admin.namespace():
+            admin.disconnect(sid)
+            return
+        if admin.active:
+            admin.socket_disconnected(engine, sid, namespace, reason)
+        limiter = engine.rate_limiter
+        if limiter is not None:
+            limiter.forget(sid)
+        # why this server ended it, when it said (a rate limit), else the engine's
+        reason = engine.disconnect_reasons.pop(sid, None) or reason
         client = clients.get(sid)
         if client is None:
             return
+        metrics.count("wsio_disconnects_total", namespace, str(reason))
         try:
             client.socket.disconnect_reason = reason
             fire(events.on_disconnect, client)
@@ -180,6 +210,16 @@ class Dispatcher:
             finally:
                 clients.remove(sid)
 
+    def rate_limited(self, namespace: str, sid: str, event_name: str) -> None:
+        """An event of ``sid`` was refused by its rate limit."""
+        # only names the application knows: a client choosing names must
+        # not grow the metrics' label set
+        known = event_name in events.named or event_name in (MESSAGE_EVENT, SUBSCRIBE, UNSUBSCRIBE)
+        metrics.count("wsio_rate_limited_total", event_name if known else "(other)")
+        client = clients.get(sid)
+        if client is not None:
+            fire(events.on_rate_limited, client, event_name)
+
     # -- events from the client ----------------------------------------------
 
     def message(self, namespace: str, sid: str, *data: Any) -> Any:
@@ -191,12 +231,18 @@ class Dispatcher:
         # client could make every on_message handler raise)
         message = data[0] if len(data) == 1 else list(data) if data else None
         _log_message(client, lambda: _as_text(message))
+        if admin.active:
+            admin.event_received(self.engine, sid, namespace, [MESSAGE_EVENT, message])
         return _first(fire(events.on_message, client, message))
 
     def named(self, event_name: str, namespace: str, sid: str, *data: Any) -> Any:
         client = clients.get(sid)
         if client is None:
+            if namespace == admin.namespace() and namespace is not None:
+                admin.request(self.engine, event_name, data)
             return None
+        if admin.active:
+            admin.event_received(self.engine, sid, namespace, [event_name, *data])
         if event_name.startswith(PROTOCOL_PREFIX):
             return {"ok": False, "error": f"unknown request {event_name[:50]!r}"}
         event = events.named.get(event_name)

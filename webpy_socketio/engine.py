@@ -57,6 +57,11 @@ def create_engine() -> Any:
         engineio_logger=False,
     )
     Dispatcher(engine).install()
+    _apply_limits(settings.as_dict())
+    engine.rate_limiter = _rate_limiter(settings.as_dict())
+    from . import admin
+
+    admin.configure(settings.get("SOCKETIO_ADMIN_UI"))
     if settings.get("SOCKETIO_MESSAGE_QUEUE"):
         from . import messagequeue
 
@@ -90,10 +95,37 @@ def reset() -> None:
         clients.CLIENTS.clear()
 
 
+def _rate_limiter(values: Mapping[str, Any]) -> Any:
+    from .ratelimit import from_settings
+
+    return from_settings(
+        values.get("SOCKETIO_RATE_LIMIT", settings.get("SOCKETIO_RATE_LIMIT")),
+        values.get(
+            "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS",
+            settings.get("SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS"),
+        ),
+    )
+
+
+def _apply_limits(values: Mapping[str, Any]) -> None:
+    """The limits that live in the websocket layer, process-wide."""
+    from ._websocket import connection, handler
+
+    connection.configure(
+        per_client=values.get("SOCKETIO_MAX_QUEUED_BYTES"),
+        total=values.get("SOCKETIO_MAX_QUEUED_BYTES_TOTAL"),
+    )
+    if "SOCKETIO_SEND_BUFFER_BYTES" in values:
+        handler.SEND_BUFFER_BYTES = values["SOCKETIO_SEND_BUFFER_BYTES"]
+
+
 def _apply(values: Mapping[str, Any]) -> None:
     engine = _engine
     if engine is None:
         return
+    _apply_limits(values)
+    if "SOCKETIO_RATE_LIMIT" in values or "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS" in values:
+        engine.rate_limiter = _rate_limiter(values)
     eio = engine.eio
     for name in ("SOCKETIO_MESSAGE_QUEUE", "SOCKETIO_FAST_PATH"):
         if name in values and values[name] != settings.get(name):

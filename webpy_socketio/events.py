@@ -96,13 +96,17 @@ class Event:
         handler: Handler | None = None,
         channel: str | None = None,
         namespace: str = DEFAULT_NAMESPACE,
+        threaded: bool = False,
     ) -> Any:
-        """Register ``handler``, or return a decorator when only ``channel``
-        or ``namespace`` is given.
+        """Register ``handler``, or return a decorator when only ``channel``,
+        ``namespace`` or ``threaded`` is given.
 
         :param namespace: the Socket.IO namespace whose sockets the handler
             serves (``io("/admin")`` in the browser); ``"/"`` by default.
             Registering a handler makes its namespace one clients may join.
+        :param threaded: run the handler in gevent's thread pool, so a
+            CPU-bound one holds only its own connection (see
+            :mod:`webpy_socketio.threaded`).
         :raises EventError: for a pattern on an event without channels, a
             pattern that does not compile, a namespace that does not start
             with "/", or a handler that is not callable.
@@ -111,7 +115,7 @@ class Event:
         if handler is None:
 
             def decorator(func: Handler) -> Handler:
-                return self(func, channel=channel, namespace=namespace)
+                return self(func, channel=channel, namespace=namespace, threaded=threaded)
 
             return decorator
         if not callable(handler):
@@ -138,22 +142,31 @@ class Event:
                 ) from None
         if namespace != DEFAULT_NAMESPACE:
             _namespaces.add(namespace)
+        registered = handler
+        if threaded:
+            from .threaded import in_thread
+
+            registered = in_thread(handler)
         key = _identity(handler, pattern, namespace)
         for index, (old_namespace, old_pattern, old_handler) in enumerate(self.handlers):
             if key is not None and _identity(old_handler, old_pattern, old_namespace) == key:
                 # the same function from the same file again: its module was
                 # re-executed (web.py's debug reloader does this, and runs a
                 # main script twice, as __main__ and under its own name)
-                self.handlers[index] = (namespace, pattern, handler)
+                self.handlers[index] = (namespace, pattern, registered)
                 return handler
-        self.handlers.append((namespace, pattern, handler))
+        self.handlers.append((namespace, pattern, registered))
         return handler
 
     def disconnect(self, handler: Handler) -> bool:
         """Remove every registration of ``handler``; return whether there
         was one."""
         before = len(self.handlers)
-        self.handlers = [entry for entry in self.handlers if entry[2] is not handler]
+        self.handlers = [
+            entry
+            for entry in self.handlers
+            if entry[2] is not handler and getattr(entry[2], "__wrapped__", None) is not handler
+        ]
         return len(self.handlers) != before
 
     def matching(
@@ -192,6 +205,8 @@ class Event:
 def _identity(
     handler: Handler, pattern: re.Pattern[str] | None, namespace: str
 ) -> tuple[str, str, str, str] | None:
+    # a threaded handler is registered as its wrapper: the function's own code
+    handler = getattr(handler, "__wrapped__", handler)
     code = getattr(handler, "__code__", None)
     if code is None:
         return None
@@ -211,6 +226,8 @@ on_unsubscribe = Event("on_unsubscribe")  # request, socket, context, channel
 on_error = Event("on_error")  # request, socket, context, exception
 on_disconnect = Event("on_disconnect")  # request, socket, context
 on_finish = Event("on_finish")  # request, socket, context
+#: an event the client sent was refused by SOCKETIO_RATE_LIMIT
+on_rate_limited = Event("on_rate_limited")  # request, socket, context, event_name
 
 #: The built-in events, by the wire name ``on()`` accepts for them.
 BUILTIN = {"message": on_message}
@@ -220,7 +237,10 @@ named: dict[str, Event] = {}
 
 
 def on(
-    event_name: str, channel: str | None = None, namespace: str = DEFAULT_NAMESPACE
+    event_name: str,
+    channel: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    threaded: bool = False,
 ) -> Callable[[Handler], Handler]:
     """Register a handler for a named Socket.IO event. The first value other
     than None that a handler returns is the acknowledgement the client's
@@ -233,6 +253,13 @@ def on(
 
     In the browser: ``socket.emit("rename", "ada", (reply) => ...)``. With
     ``namespace="/admin"`` the handler serves sockets of ``io("/admin")``.
+    With ``threaded=True`` it runs in gevent's thread pool: a CPU-bound
+    handler then holds only its own connection (its events stay in order),
+    not every connection of the process::
+
+        @on("report", threaded=True)
+        def report(request, socket, context, spec):
+            return build_the_report(spec)
 
     :raises EventError: for a reserved name (``connect``, ``disconnect``,
         names starting with ``wsio:`` and the client's reserved names).
@@ -253,6 +280,6 @@ def on(
     _check_namespace(namespace)
 
     def decorator(handler: Handler) -> Handler:
-        return event(handler, channel=channel, namespace=namespace)
+        return event(handler, channel=channel, namespace=namespace, threaded=threaded)
 
     return decorator

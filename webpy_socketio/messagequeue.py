@@ -80,9 +80,12 @@ def queue_manager(url: str, write_only: bool = False) -> Any:
     elif scheme in _VALKEY_SCHEMES:
         _require("valkey", url, "valkey")
     if scheme in _REDIS_SCHEMES + _VALKEY_SCHEMES:
+        from . import settings
         from ._engine.redis_queue import RedisQueue
 
-        return RedisQueue(url, write_only=write_only)
+        return RedisQueue(
+            url, write_only=write_only, heartbeat=settings.get("SOCKETIO_QUEUE_HEARTBEAT")
+        )
     _require("kombu", url, "kombu (only redis:// URLs work out of the box)")
     import socketio
 

@@ -123,6 +123,10 @@ class SocketIOServer(pywsgi.WSGIServer):
         from . import blocking, settings
 
         blocking.watch(settings.get("SOCKETIO_BLOCKING_WARNING_SECONDS"))
+        from . import metrics
+
+        #: the metrics' own listener, for an address setting
+        self.metrics_listener = metrics.start(settings.get("SOCKETIO_METRICS"))
 
     def init_socket(self) -> None:
         try:

@@ -91,6 +91,31 @@ DEFAULTS: dict[str, Any] = {
     # holds the event loop, and so every connection, longer than this many
     # seconds; None turns the watch off.
     "SOCKETIO_BLOCKING_WARNING_SECONDS": 0.5,
+    # Bytes queued in the process for one client that reads slower than it is
+    # written to (beyond what the kernel buffers) before it is disconnected.
+    "SOCKETIO_MAX_QUEUED_BYTES": 16 * 1024 * 1024,
+    # Bytes queued for all clients of the process together; when reached, the
+    # clients with the largest queues are disconnected first.
+    "SOCKETIO_MAX_QUEUED_BYTES_TOTAL": 64 * 1024 * 1024,
+    # The kernel send buffer of each accepted connection (SO_SNDBUF), in
+    # bytes; None keeps the kernel's own sizing (megabytes per slow client).
+    "SOCKETIO_SEND_BUFFER_BYTES": 256 * 1024,
+    # Rate limits per socket on the events a client sends, for every event
+    # ("*") and per event name: {"*": "50/s burst 100", "message": "10/s"},
+    # byte rules with a unit ("64KB/s burst 256KB"). None: no limit.
+    "SOCKETIO_RATE_LIMIT": None,
+    # A client that stays over its rate limit this many seconds is
+    # disconnected; None: never.
+    "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS": 10,
+    # Prometheus metrics: a path on the app's port ("/metrics"), an address
+    # of their own ("127.0.0.1:9300"), or None (off).
+    "SOCKETIO_METRICS": None,
+    # Seconds between two heartbeats a process sends itself through the
+    # message queue, to find a deaf subscription (and re-subscribe); None: off.
+    "SOCKETIO_QUEUE_HEARTBEAT": 5,
+    # The official Socket.IO Admin UI: {"username": ..., "password": ...}
+    # (read-only unless "read_only": False); None: off.
+    "SOCKETIO_ADMIN_UI": None,
 }
 
 _lock = threading.Lock()
@@ -124,6 +149,8 @@ def _check_value(name: str, value: Any) -> None:
         "SOCKETIO_MAX_MESSAGE_BYTES",
         "SOCKETIO_MAX_CHANNELS_PER_SOCKET",
         "SOCKETIO_PRESENCE_MAX_META_BYTES",
+        "SOCKETIO_MAX_QUEUED_BYTES",
+        "SOCKETIO_MAX_QUEUED_BYTES_TOTAL",
     ):
         _positive_int(name, value)
     elif name == "SOCKETIO_PRESENCE":
@@ -136,6 +163,30 @@ def _check_value(name: str, value: Any) -> None:
             raise ImproperlyConfigured(
                 f"{name} must be a number of seconds of at least 1, not {value!r}."
             )
+    elif name == "SOCKETIO_SEND_BUFFER_BYTES":
+        if value is not None:
+            _positive_int(name, value)
+            if value < 4096:
+                raise ImproperlyConfigured(
+                    f"{name} must be at least 4096 bytes (or None for the kernel's own "
+                    f"sizing), not {value!r}."
+                )
+    elif name == "SOCKETIO_RATE_LIMIT":
+        from .ratelimit import parse_setting
+
+        parse_setting(value)
+    elif name == "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS":
+        from .ratelimit import check_disconnect_setting
+
+        check_disconnect_setting(value)
+    elif name == "SOCKETIO_ADMIN_UI":
+        from .admin import check_setting as check_admin
+
+        check_admin(value)
+    elif name == "SOCKETIO_METRICS":
+        from .metrics import check_setting
+
+        check_setting(value)
     elif name == "SOCKETIO_HISTORY":
         from ._history import check_setting
 
@@ -148,14 +199,20 @@ def _check_value(name: str, value: Any) -> None:
         "SOCKETIO_PING_TIMEOUT",
         "SOCKETIO_BLOCKING_WARNING_SECONDS",
         "SOCKETIO_CONNECT_TIMEOUT",
+        "SOCKETIO_QUEUE_HEARTBEAT",
     ):
-        optional = name in ("SOCKETIO_BLOCKING_WARNING_SECONDS", "SOCKETIO_CONNECT_TIMEOUT")
+        optional = name in (
+            "SOCKETIO_BLOCKING_WARNING_SECONDS",
+            "SOCKETIO_CONNECT_TIMEOUT",
+            "SOCKETIO_QUEUE_HEARTBEAT",
+        )
         if optional and value is None:
             return
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             also = {
                 "SOCKETIO_BLOCKING_WARNING_SECONDS": " (or None to turn the warning off)",
                 "SOCKETIO_CONNECT_TIMEOUT": " (or None for no limit)",
+                "SOCKETIO_QUEUE_HEARTBEAT": " (or None for no heartbeat)",
             }.get(name, "")
             raise ImproperlyConfigured(
                 f"{name} must be a positive number of seconds{also}, not {value!r}."

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from . import _engine as boundary
-from . import _history, _presence
+from . import _history, _presence, admin
 from . import channels as _channels
 from .wire import DEFAULT_NAMESPACE, MESSAGE_EVENT
 
@@ -187,6 +187,8 @@ class Socket:
     def _join(self, channel: str) -> None:
         self._engine.enter_room(self.session_id, _channels.room(channel), namespace=self.namespace)
         self._joined[channel] = None
+        if admin.active:
+            admin.room_joined(self._engine, self.session_id, self.namespace, channel)
 
     def unsubscribe(self, channel: str) -> None:
         """Remove this socket from ``channel`` (nothing happens if it was
@@ -197,7 +199,8 @@ class Socket:
 
     def _leave(self, channel: str) -> None:
         self._engine.leave_room(self.session_id, _channels.room(channel), namespace=self.namespace)
-        self._joined.pop(channel, None)
+        if self._joined.pop(channel, 0) is None and admin.active:
+            admin.room_left(self._engine, self.session_id, self.namespace, channel)
 
     # -- presence (webpy_socketio._presence) ----------------------------------------
 

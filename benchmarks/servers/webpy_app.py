@@ -31,6 +31,13 @@ if os.environ.get("WSIO_BENCH_PRESENCE"):
     configure(SOCKETIO_PRESENCE=["^bench"])
 if os.environ.get("WSIO_BENCH_QUEUE"):
     configure(SOCKETIO_MESSAGE_QUEUE=os.environ["WSIO_BENCH_QUEUE"])
+# the cost of the operations features, measured as servers of their own
+# (run.py's webpy-metrics and webpy-limits): metrics on, or a rate limit
+# that every benchmark stays under
+if os.environ.get("WSIO_BENCH_METRICS"):
+    configure(SOCKETIO_METRICS="/metrics")
+if os.environ.get("WSIO_BENCH_RATE_LIMIT"):
+    configure(SOCKETIO_RATE_LIMIT={"*": ["1000000/s", "1000MB/s"], "echo": "1000000/s"})
 
 urls = ("/", "Index") + socketio_urls
 

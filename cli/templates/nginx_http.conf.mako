@@ -120,6 +120,19 @@ server {
         # polling POSTs carry client messages (SOCKETIO_MAX_MESSAGE_BYTES)
         client_max_body_size ${c.body_limit};
     }
+% if several:
+
+    # Each process's health, for a monitor that checks them one by one
+    # through nginx: ${c.resource}health answers 200, or 503 with the reason
+    # (a deaf message queue subscription, say). ${c.resource}health alone
+    # reaches whichever process the client is sticky to.
+% for i, a in enumerate(c.upstreams):
+    location = ${c.resource}health/${i} {
+        proxy_pass http://${a}${c.resource}health;
+        access_log off;
+    }
+% endfor
+% endif
 % if c.static_root:
 
     location ${c.static_url} {

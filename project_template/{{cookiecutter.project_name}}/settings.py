@@ -74,6 +74,36 @@ SOCKETIO_HISTORY = {"^room-": {"size": 200, "ttl": 3600}}
 # every connection) longer than this many seconds; None turns it off.
 # SOCKETIO_BLOCKING_WARNING_SECONDS = 0.5
 
+# Memory bounds: bytes queued for one client that reads too slowly before
+# it is disconnected; bytes queued for all clients together (the largest
+# queues are disconnected first); the kernel send buffer per connection
+# (None: the kernel's own sizing).
+# SOCKETIO_MAX_QUEUED_BYTES = 16 * 1024 * 1024
+# SOCKETIO_MAX_QUEUED_BYTES_TOTAL = 64 * 1024 * 1024
+# SOCKETIO_SEND_BUFFER_BYTES = 256 * 1024
+
+# Rate limits per socket on what a client sends: for every event ("*") and
+# per event name; byte rules take a unit. Refused events are answered
+# {"ok": false, "error": "rate limited"} (or dropped without an ack), and a
+# client that stays over its limit this many seconds is disconnected.
+# SOCKETIO_RATE_LIMIT = {"*": "50/s burst 100", "message": "10/s"}
+# SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS = 10
+
+# Prometheus metrics: a path on the app's port ("/metrics"), an address of
+# their own ("127.0.0.1:9300"), or None. With wsio serve --workers N, any
+# worker answers with the sum of all of them.
+# SOCKETIO_METRICS = None
+
+# Seconds between two heartbeats each process sends itself through the
+# message queue; a subscription that stops hearing them is re-established,
+# and /socket.io/health answers 503 meanwhile. None: no heartbeat.
+# SOCKETIO_QUEUE_HEARTBEAT = 5
+
+# The official Socket.IO Admin UI (npm @socket.io/admin-ui, or
+# admin.socket.io): its login, read-only unless "read_only": False. Add the
+# origin it is served from to SOCKETIO_CORS_ALLOWED_ORIGINS. None: off.
+# SOCKETIO_ADMIN_UI = {"username": "admin", "password": "change me"}
+
 # Not a webpy-socketio setting: True shows web.py's debug pages, with
 # tracebacks and local variables, to whoever triggers an error. Development
 # only.

@@ -10,6 +10,8 @@ monkey.patch_all()
 
 import json  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
 import web  # noqa: E402
 
@@ -31,6 +33,7 @@ from webpy_socketio.events import (  # noqa: E402
     on_error,
     on_finish,
     on_message,
+    on_rate_limited,
     on_subscribe,
     on_unsubscribe,
 )
@@ -136,6 +139,45 @@ def disconnected(request, socket, context):
 @on_finish
 def finished(request, socket, context):
     record("finish", context["name"])
+
+
+@on_rate_limited
+def limited(request, socket, context, event_name):
+    # a flood calls this once per refused event: record the first few only
+    if sum(1 for item in LOG if item[0] == "rate_limited") < 20:
+        record("rate_limited", context.get("name"), event_name)
+
+
+# a CPU-bound handler in gevent's thread pool: it computes until another
+# connection's event stops it, which only works if the loop is free meanwhile
+STOP_CRUNCH = threading.Event()
+
+
+@on("crunch", threaded=True)
+def crunch(request, socket, context, limit):
+    socket.send({"crunching": True})  # through the loop, before the ack
+    stopped = False
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        sum(range(2000))
+        if STOP_CRUNCH.is_set():
+            stopped = True
+            break
+    STOP_CRUNCH.clear()
+    record("crunched", context["name"], stopped)
+    return {"stopped_by_another_connection": stopped, "channels": socket.channels}
+
+
+@on("stop_crunch")
+def stop_crunch(request, socket, context):
+    STOP_CRUNCH.set()
+    return True
+
+
+@on("after")
+def after(request, socket, context, text):
+    record("after", context["name"], text)
+    return text
 
 
 @on("shout")

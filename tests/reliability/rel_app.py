@@ -20,6 +20,7 @@ import gc  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from collections import Counter  # noqa: E402
 
 import gevent  # noqa: E402
@@ -135,6 +136,9 @@ def message(request, socket, context, message):
             "name": context["name"],
             "channels": socket.channels,
         }
+    if op == "broadcast":
+        socket.broadcast_channel(message["data"], message["channel"])
+        return {"broadcast": message.get("n")}
     if op == "join":
         # a subscription decided by the server: no on_subscribe runs
         socket.subscribe(message["channel"])
@@ -145,6 +149,12 @@ def message(request, socket, context, message):
     if op == "block":
         blocking_sleep(float(message.get("seconds", 1)))
         return {"blocked": True}
+    if op == "spin":
+        # a CPU-bound computation that never yields
+        until = time.monotonic() + float(message.get("seconds", 1))
+        while time.monotonic() < until:
+            sum(range(1000))
+        return {"spun": True}
     if op == "reenter":
         return _reenter(socket, message)
     if op == "disconnect_me":

@@ -15,7 +15,7 @@ from test_rel_bad_packets import Log
 
 pytestmark = [pytest.mark.reliability, pytest.mark.server]
 
-BLOCKED = "The event loop was blocked for at least"
+BLOCKED = "The event loop was blocked for "
 
 
 def connect(server, transport="websocket", **query):
@@ -143,8 +143,10 @@ def test_blocking_handler_is_reported_once_with_its_stack(rel_server):
     text = log.new(BLOCKED, 1)
     warnings = [line for line in text.splitlines() if BLOCKED in line]
     assert len(warnings) == 1, text  # one warning for the whole stretch
-    seconds = float(warnings[0].split("at least ")[1].split(" s")[0])
-    assert 0.5 <= seconds <= 1.5, warnings[0]  # counted in periods of 0.5 s
+    seconds = _seconds(warnings[0])
+    # its real length (the loop measures it; a loaded machine may add some)
+    assert 1.4 <= seconds <= 3.0, warnings[0]
+    assert "waiting in one call that does not yield" in warnings[0]
     assert 'rel_app.py", line' in text and "blocking_sleep(" in text, text
     assert result["waited"] > 0.8  # the stall was real
     save("blocking-warning", {"warning": warnings[0], "other_client_waited_s": result["waited"]})
@@ -211,6 +213,32 @@ def test_send_from_on_connect_reaches_the_official_client(rel_server):
         assert agent.wait_for("a", lambda m: m == {"greeting": "ann"}) == {"greeting": "ann"}
         agent.connect("b", rel_server.url, "polling", query={"greet": "1", "name": "bo"})
         assert agent.wait_for("b", lambda m: m == {"greeting": "bo"}) == {"greeting": "bo"}
+
+
+def _seconds(line: str) -> float:
+    return float(line.split(BLOCKED)[1].split(" s")[0])
+
+
+def test_every_stretch_is_reported_with_its_length_and_cause(rel_server):
+    # seven stretches just over the threshold (0.5 s), a moment apart: gevent's
+    # monitor, used before, reported one of seven, as "at least 0.5 s"
+    log = Log(rel_server)
+    blocker = connect(rel_server)
+    for _ in range(7):
+        assert blocker.call("message", {"op": "block", "seconds": 0.7}) == [{"blocked": True}]
+        time.sleep(0.1)
+    assert blocker.call("message", {"op": "spin", "seconds": 0.8}) == [{"spun": True}]
+    text = log.new(BLOCKED, 8)
+    warnings = [line for line in text.splitlines() if BLOCKED in line]
+    assert len(warnings) == 8, text
+    for line in warnings[:7]:
+        assert 0.65 <= _seconds(line) <= 2.0, line
+        assert "waiting in one call" in line, line
+    assert 0.75 <= _seconds(warnings[7]) <= 2.5, warnings[7]
+    assert "computing" in warnings[7], warnings[7]
+    assert "sum(range(1000))" in text
+    save("blocking-stretches", {"warnings": warnings})
+    blocker.close()
 
 
 def test_blocking_warning_setting_is_checked():

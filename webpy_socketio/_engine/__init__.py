@@ -48,7 +48,8 @@ libraries. In short:
   ``.sid_from_eio_sid``, ``.eio_sid_from_sid``, ``.is_connected``;
   ``packet.Packet.decode``, ``.add_attachment``, ``.data_is_binary``;
   ``RedisManager._publish``, ``._handle_emit``, ``._redis_connect``,
-  ``._redis_listen_with_retries`` and its ``redis_options`` option.
+  ``._redis_listen_with_retries`` and its ``redis_options`` option,
+  ``.initialize``, ``.host_id``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,60 @@ def is_connected(engine: Any, sid: str, namespace: str) -> bool:
 def sockets_in(engine: Any, namespace: str) -> Iterator[str]:
     """The socket ids connected to ``namespace`` in this process."""
     yield from engine.manager.rooms.get(namespace, {}).get(None, ())
+
+
+def namespaces(engine: Any) -> list[str]:
+    """The namespaces that have sockets in this process."""
+    return [ns for ns in list(engine.manager.rooms) if ns]
+
+
+def namespace_exists(engine: Any, namespace: Any) -> bool:
+    return isinstance(namespace, str) and namespace in engine.manager.rooms
+
+
+def session_of(engine: Any, sid: str, namespace: str) -> tuple[str | None, dict[str, Any], str]:
+    """A socket's Engine.IO session id, its connect environ and transport."""
+    eio_sid = engine.manager.eio_sid_from_sid(sid, namespace)
+    session = engine.eio.sockets.get(eio_sid) if eio_sid is not None else None
+    transport = "websocket" if session is not None and session.upgraded else "polling"
+    return eio_sid, engine.environ.get(eio_sid, {}), transport
+
+
+def rooms_of(engine: Any, sid: str, namespace: str) -> list[str]:
+    """The rooms a socket is in (its own, named after its id, included)."""
+    return [r for r in engine.manager.get_rooms(sid, namespace) if r]
+
+
+def session_counts(engine: Any) -> tuple[int, int]:
+    """(Engine.IO sessions, those on long-polling) in this process."""
+    sessions = list(engine.eio.sockets.values())
+    return len(sessions), sum(1 for s in sessions if not s.upgraded)
+
+
+def connection_counts(engine: Any) -> list[tuple[str, str, int]]:
+    """``(namespace, transport, sockets)`` for this process's sockets."""
+    manager = engine.manager
+    sessions = engine.eio.sockets
+    counts: dict[tuple[str, str], int] = {}
+    for namespace, rooms in list(manager.rooms.items()):
+        for eio_sid in list(rooms.get(None, {}).values()):
+            session = sessions.get(eio_sid)
+            if session is None:
+                continue
+            key = (namespace, "websocket" if session.upgraded else "polling")
+            counts[key] = counts.get(key, 0) + 1
+    return [(ns, transport, n) for (ns, transport), n in sorted(counts.items())]
+
+
+def queue_health(engine: Any) -> dict[str, Any] | None:
+    """The message queue's health (see :meth:`.redis_queue.RedisQueue.health`),
+    or None without a Redis queue."""
+    from .redis_queue import RedisQueue
+
+    manager = engine.manager
+    if not isinstance(manager, RedisQueue) or manager.write_only:
+        return None
+    return manager.health()
 
 
 # -- the in-process test transport (webpy_socketio.testing) ----------------------

@@ -33,7 +33,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import payload as eio_payload
 
-from .._websocket.connection import handshake_error
+from .._websocket.connection import TRAFFIC, handshake_error
 from ..origins import own_origins
 from .eio_socket import Socket
 from .transport import EngineWebSocket
@@ -196,8 +196,10 @@ class EngineIOServer(engineio.Server):
 
     def ok_packets(self, packets: list[Any]) -> dict[str, Any]:
         """A 200 carrying ``packets`` as one long-polling payload."""
-        body = eio_payload.Payload(packets=packets).encode()
-        return _response("200 OK", body.encode("utf-8"), "text/plain; charset=UTF-8")
+        body = eio_payload.Payload(packets=packets).encode().encode("utf-8")
+        TRAFFIC.poll_packets_out += len(packets)
+        TRAFFIC.poll_bytes_out += len(body)
+        return _response("200 OK", body, "text/plain; charset=UTF-8")
 
     def _compressed(self, r: dict[str, Any], environ: dict[str, Any]) -> dict[str, Any]:
         accepted = [

@@ -36,7 +36,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
-from .._websocket.connection import CLOSE_TIMEOUT
+from .._websocket.connection import CLOSE_TIMEOUT, FAIR_TURN, TRAFFIC, next_turn
 from .packets import CLOSED, PARSE_ERROR, log_invalid
 
 _SEPARATOR = "\x1e"
@@ -210,16 +210,20 @@ class Socket(EngineIOSocket):
             self.close(wait=False, reason=self.server.reason.TRANSPORT_ERROR)
             raise eio_exceptions.ContentTooLongError()
         body = environ["wsgi.input"].read(length)
+        TRAFFIC.poll_bytes_in += len(body)
         try:
             packets = decode_payload(body)
+            TRAFFIC.poll_packets_in += len(packets)
         except InvalidBody as exc:
             who = f"{environ.get('REMOTE_ADDR', '?')}, Engine.IO session {self.sid}"
             log_invalid(who, exc, action=CLOSED)
             self.close(wait=False, reason=PARSE_ERROR)
             raise
-        for pkt in packets:
+        for index, pkt in enumerate(packets):
             if self.closed:
                 break  # what follows a CLOSE (or a fatal packet) is dropped
+            if index and not index % FAIR_TURN:
+                next_turn()  # a long body: the other connections get a turn too
             try:
                 self.receive(pkt)
             except eio_exceptions.UnknownPacketError:

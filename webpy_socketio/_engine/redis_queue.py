@@ -31,6 +31,12 @@ MAX_RETRY_DELAY = 2.0
 #: Connections to Redis per process; more handlers at once wait for one.
 MAX_CONNECTIONS = 64
 
+#: A subscription whose heartbeats have not come back for this many
+#: heartbeat intervals is deaf.
+DEAF_AFTER_BEATS = 2
+#: The method name of heartbeat messages (python-socketio ignores it).
+HEARTBEAT_METHOD = "wsio:heartbeat"
+
 
 def _redis_options(connect_timeout: float) -> dict[str, Any]:
     from redis.backoff import NoBackoff
@@ -68,7 +74,11 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
     pubsub: Any
 
     def __init__(
-        self, url: str, write_only: bool = False, connect_timeout: float = CONNECT_TIMEOUT
+        self,
+        url: str,
+        write_only: bool = False,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        heartbeat: float | None = None,
     ) -> None:
         super().__init__(
             url,
@@ -76,6 +86,17 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
             logger=logger,
             redis_options=_redis_options(connect_timeout),
         )
+        #: seconds between two heartbeats through Redis (None: none)
+        self.heartbeat = None if write_only else heartbeat
+        self._beat = 0
+        self._beat_prefix = (
+            f'{{"method":"{HEARTBEAT_METHOD}","host_id":"{self.host_id}","n":'.encode()
+        )
+        self._sent_at: dict[int, float] = {}
+        self._last_echo = time.monotonic()
+        self._lag: float | None = None
+        self._deaf_since: float | None = None
+        self._repairing = False
         self._state = threading.Lock()
         self._down_since: float | None = None
         self._not_shared = 0
@@ -101,6 +122,112 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
+
+    # -- health: a heartbeat to itself through Redis --------------------------
+
+    def initialize(self) -> None:
+        super().initialize()
+        if self.heartbeat and not self.write_only:
+            self.server.start_background_task(self._heartbeats)
+
+    def health(self) -> dict[str, Any]:
+        """``healthy``, a ``reason`` when not, the last heartbeat's round
+        trip (``lag``, seconds) and how long ago it came back."""
+        now = time.monotonic()
+        age = now - self._last_echo
+        reason = None
+        # the reason is shown to whoever asks the health endpoint: the
+        # details (addresses, errors) are in the log only
+        if self._down_since is not None:
+            reason = f"message queue unreachable for {now - self._down_since:.0f} s"
+        elif not self._subscribed.is_set():
+            reason = "message queue not subscribed yet"
+        elif self._deaf_since is not None or (
+            self.heartbeat and age > DEAF_AFTER_BEATS * self.heartbeat + self.heartbeat
+        ):
+            reason = (
+                f"message queue subscription deaf: no heartbeat back for {age:.1f} s "
+                "(re-subscribing)"
+            )
+        return {"healthy": reason is None, "reason": reason, "lag": self._lag, "heartbeat_age": age}
+
+    def _heartbeats(self) -> None:
+        """Every :attr:`heartbeat` seconds, publish a message to this very
+        process; when they stop coming back, the subscription is deaf: say
+        so once, count it, and subscribe again."""
+        from .. import metrics
+
+        interval = self.heartbeat
+        assert interval
+        while True:
+            time.sleep(interval)
+            self._beat += 1
+            n = self._beat
+            self._sent_at[n] = time.monotonic()
+            for old in [k for k in self._sent_at if k < n - 20]:
+                del self._sent_at[old]
+            # in a greenlet of its own: a frozen Redis holds the publish (up to
+            # the command timeout), and the check below must still run
+            self.server.start_background_task(self._publish_beat, n)
+            silent = time.monotonic() - self._last_echo
+            if silent > DEAF_AFTER_BEATS * interval and self._subscribed.is_set():
+                if self._deaf_since is None:
+                    self._deaf_since = time.monotonic()
+                    metrics.count("wsio_queue_deaf_total")
+                    logger.error(
+                        "The message queue subscription %s is deaf: no heartbeat came back "
+                        "for %.1f s. Subscribing again; until then this process misses "
+                        "broadcasts from the others.",
+                        describe(self.redis_url),
+                        silent,
+                    )
+                if not self._repairing:
+                    self._repairing = True
+                    self._drop_subscription()
+
+    def _publish_beat(self, n: int) -> None:
+        from .. import metrics
+
+        try:
+            if not self.connected:
+                self._redis_connect()
+            self.redis.publish(self.channel, self._beat_prefix + b"%d}" % n)
+            metrics.count("wsio_queue_heartbeats_total", "sent")
+        except Exception as exc:
+            self.connected = False
+            self._lost(exc)
+            metrics.count("wsio_queue_heartbeats_total", "unpublished")
+
+    def _drop_subscription(self) -> None:
+        """Close the listener's connection: its read fails, and it
+        subscribes again (:meth:`_redis_listen_with_retries`)."""
+        try:
+            connection = self.pubsub.connection
+            if connection is not None:
+                connection.disconnect()
+        except Exception as exc:  # already broken: the listener notices
+            logger.debug("closing the deaf subscription: %s", exc)
+
+    def _echo(self, data: bytes) -> None:
+        from .. import metrics
+
+        try:
+            n = int(data[len(self._beat_prefix) : -1])
+        except ValueError:
+            return
+        sent = self._sent_at.pop(n, None)
+        now = time.monotonic()
+        self._last_echo = now
+        if sent is not None:
+            self._lag = now - sent
+        metrics.count("wsio_queue_heartbeats_total", "received")
+        if self._deaf_since is not None:
+            logger.warning(
+                "The message queue subscription %s hears again after %.1f s.",
+                describe(self.redis_url),
+                now - self._deaf_since,
+            )
+            self._deaf_since = None
 
     # -- outage bookkeeping -------------------------------------------------
 
@@ -183,6 +310,7 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
             if not self.connected:
                 self._redis_connect()
             result = self.redis.publish(self.channel, fastjson.dumps(data))
+            _count_published()
         except Exception as exc:
             self.connected = False
             self._pause_until = time.monotonic() + PUBLISH_PAUSE
@@ -224,14 +352,23 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
 
     def _redis_listen_with_retries(self) -> Any:
+        from .. import metrics
+
         delay = 0.25
+        prefix = b'{"method":"' + HEARTBEAT_METHOD.encode() + b'"'
+        mine = self._beat_prefix
         while True:
             try:
                 self._redis_connect()
                 self.pubsub.subscribe(self.channel)
                 # Redis answers in order: once its confirmation is read, every
                 # message published later reaches this process
-                self.pubsub.get_message(timeout=COMMAND_TIMEOUT)
+                if not self._confirmed():
+                    raise TimeoutError(f"no subscription within {COMMAND_TIMEOUT:g} s")
+                if self._repairing:
+                    self._repairing = False
+                    metrics.count("wsio_queue_resubscribes_total")
+                self._last_echo = max(self._last_echo, time.monotonic() - 0.001)
                 if self._subscribed.is_set():
                     # subscribed again after a loss: what was published
                     # meanwhile never reached this process; fetch it
@@ -242,11 +379,42 @@ class RedisQueue(_redis_manager_class()):  # type: ignore[misc]
                 self._subscribed.set()
                 self._restored()
                 delay = 0.25
-                yield from self.pubsub.listen()
+                for message in self.pubsub.listen():
+                    data = message.get("data")
+                    if type(data) is bytes and data.startswith(prefix):
+                        if data.startswith(mine):
+                            self._echo(data)
+                        continue  # another process's heartbeat
+                    metrics.count("wsio_queue_received_total")
+                    yield message
             except Exception as exc:
                 self._lost(exc)
                 time.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY)
+
+    def _confirmed(self) -> bool:
+        """Read the subscription's confirmation (Redis's reply to SUBSCRIBE);
+        False when it does not come within :data:`COMMAND_TIMEOUT` (a frozen
+        Redis accepts the connection and the command, and answers later)."""
+        pubsub = self.pubsub
+        deadline = time.monotonic() + COMMAND_TIMEOUT
+        pubsub.ignore_subscribe_messages = False
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                reply = pubsub.get_message(timeout=left)
+                if reply is not None and reply.get("type") == "subscribe":
+                    return True
+        finally:
+            pubsub.ignore_subscribe_messages = True
+
+
+def _count_published() -> None:
+    from .. import metrics
+
+    metrics.count("wsio_queue_published_total")
 
 
 def ping(url: str, timeout: float) -> None:

@@ -21,6 +21,11 @@ Socket.IO v5 specification asks otherwise, on both paths (stock and fast):
   python-socketio's own handlers, but it breaks no rule of the protocol.
 - **Connect timeout.** A session that has connected no namespace
   ``connect_timeout`` seconds after its handshake is closed.
+- **Rate limits** (:mod:`webpy_socketio.ratelimit`), on both paths: an
+  event over its socket's limit is refused before any handler runs, with
+  ``{"ok": false, "error": "rate limited"}`` as its acknowledgement (or
+  dropped when it has none); a socket that stays over its limit is
+  disconnected.
 - **Closed sessions** send nothing on: a long-polling body may carry
   packets after its CLOSE, and a session may close while a connect handler
   waits; python-socketio then failed half-way or kept the socket for good.
@@ -36,11 +41,18 @@ import socketio
 from socketio import exceptions as sio_exceptions
 from socketio import packet as sio_packet
 
+from ..ratelimit import DISCONNECT, DISCONNECT_REASON, LIMITED_REPLY
 from ..wire import DEFAULT_NAMESPACE, INVALID_NAMESPACE
 from .eio_server import EngineIOServer
 from .packets import CLOSED, PARSE_ERROR, MalformedPacket, Packet, ReservedEvent, log_invalid
 
 logger = logging.getLogger("webpy_socketio")
+
+
+def _size(data: Any) -> int:
+    """The bytes of a client's message, for the rate limits (engine.io
+    decodes a message that is only digits into an int)."""
+    return len(data) if isinstance(data, str | bytes | bytearray) else len(str(data))
 
 
 class Server(socketio.Server):
@@ -55,6 +67,12 @@ class Server(socketio.Server):
     #: the Engine.IO server class (the fast path has its own)
     engineio_server_class: type[EngineIOServer] = EngineIOServer
     packet_class: Any
+    #: the rate limits (a :class:`~webpy_socketio.ratelimit.RateLimiter`), or None
+    rate_limiter: Any = None
+    #: called as ``on_rate_limited(namespace, sid, event)`` for a refused event
+    on_rate_limited: Any = None
+    #: bytes of the client message being handled (the rate limits' count)
+    _in_size = 0
 
     def __init__(
         self, *args: Any, strict: bool = True, connect_timeout: float | None = None, **kwargs: Any
@@ -69,6 +87,8 @@ class Server(socketio.Server):
         self._held: dict[str, list[tuple[bool, Any]]] = {}
         #: sockets whose connect handlers are running: not connected yet
         self._connecting: set[str] = set()
+        #: sid -> why this server disconnected it, for the disconnect handlers
+        self.disconnect_reasons: dict[str, str] = {}
 
     def _engineio_server_class(self) -> type:
         return self.engineio_server_class
@@ -184,6 +204,7 @@ class Server(socketio.Server):
             return
         try:
             if eio_sid in self._binary_packet:
+                self._in_size += _size(data)
                 if not isinstance(data, bytes | bytearray):
                     # python-socketio took any message for the attachment
                     raise MalformedPacket("a text packet where a binary attachment was due")
@@ -191,6 +212,8 @@ class Server(socketio.Server):
                 # python-socketio does not decode an empty packet at all (the
                 # Engine.IO message "4"): it became an event with no data
                 raise MalformedPacket("an empty packet")
+            else:
+                self._in_size = _size(data)
             super()._handle_eio_message(eio_sid, data)
         except ValueError as exc:  # MalformedPacket, or python-socketio's own checks
             # python-socketio keeps a binary packet whose attachment failed,
@@ -214,7 +237,49 @@ class Server(socketio.Server):
 
     def _handle_event(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
         self._require_connected(eio_sid, namespace)
+        if self.rate_limiter is not None:
+            namespace = namespace or DEFAULT_NAMESPACE
+            sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+            if not self.admit(eio_sid, namespace, sid, data[0], id, self._in_size):
+                return
         super()._handle_event(eio_sid, namespace, id, data)
+
+    def admit(
+        self, eio_sid: str, namespace: str, sid: str, event: str, ack_id: Any, size: int
+    ) -> bool:
+        """Whether the event passes the socket's rate limits; a refused one
+        is answered (when it has an ack), reported, and may disconnect."""
+        limiter = self.rate_limiter
+        verdict = limiter.check(sid, event, size)
+        if not verdict:
+            return True
+        if ack_id is not None:
+            self._send_packet(
+                eio_sid,
+                self.packet_class(
+                    sio_packet.ACK, namespace=namespace, id=ack_id, data=[dict(LIMITED_REPLY)]
+                ),
+            )
+        who = f"{self.environ.get(eio_sid, {}).get('REMOTE_ADDR', '?')}, socket {sid}"
+        if verdict == DISCONNECT:
+            logger.warning(
+                "Disconnected %s: over its rate limit (SOCKETIO_RATE_LIMIT) for %g s",
+                who,
+                limiter.disconnect_after,
+            )
+        elif limiter.starts_stretch(sid):
+            logger.warning(
+                "Rate limited %s: events over SOCKETIO_RATE_LIMIT are refused (%.50r)",
+                who,
+                event,
+            )
+        if self.on_rate_limited is not None:
+            self.on_rate_limited(namespace, sid, event)
+        if verdict == DISCONNECT:
+            limiter.forget(sid)
+            self.disconnect_reasons[sid] = DISCONNECT_REASON
+            self.disconnect(sid, namespace=namespace)
+        return False
 
     def _handle_ack(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
         self._require_connected(eio_sid, namespace)

@@ -77,6 +77,7 @@ class EngineWebSocket:
         self.ws = WebSocket(
             sock, max_message_size=lambda: server.max_http_buffer_size, initial=early
         )
+        self.ws.peer = f"{environ.get('REMOTE_ADDR', '?')} session {self.session_id}"
         try:
             return self.app(self)
         finally:

@@ -90,6 +90,8 @@ NAMES: tuple[Name, ...] = (
     Name(_REDIS, "_redis_listen_with_retries", "class", "subscribes at start, retries quickly"),
     Name(_REDIS, "redis_options", "kwarg", "short timeouts and one retry"),
     Name(_REDIS, "connected", "instance", "whether the publishing connection is up"),
+    Name(_REDIS, "initialize", "class", "starts the listener; the heartbeat starts with it"),
+    Name(_REDIS, "host_id", "instance", "this process's id: heartbeats are addressed to it"),
 )
 
 

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import struct
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 import gevent
+
+logger = logging.getLogger("webpy_socketio")
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -43,13 +47,36 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
 #: Bytes a client may leave unread before it is disconnected: the kernel's
-#: buffers are full and this much more is queued in the process.
+#: buffers are full and this much more is queued in the process
+#: (``SOCKETIO_MAX_QUEUED_BYTES``; :func:`configure` changes it).
 MAX_PENDING_BYTES = 16 * 1024 * 1024
+#: Bytes queued for all clients of the process together before the clients
+#: with the largest queues are disconnected (``SOCKETIO_MAX_QUEUED_BYTES_TOTAL``).
+MAX_TOTAL_PENDING_BYTES = 64 * 1024 * 1024
+#: Once the total is reached, clients are disconnected, largest queue first,
+#: until it is back under this share of the limit (so one shedding frees
+#: room for a while instead of cutting one client per write).
+SHED_TO = 0.75
+#: Buffers handed to the kernel in one ``sendmsg`` call.
+IOV_BATCH = 64
+#: Bytes a flusher writes before it lets other greenlets run.
+FLUSH_TURN = 1024 * 1024
 #: Seconds to wait for the client's answer to our close frame.
 CLOSE_TIMEOUT = 3.0
 
 #: Bytes asked of the kernel per read.
 READ_SIZE = 65536
+#: Messages a connection may take from input it has already read before it
+#: lets the other connections run: a client that keeps sending would
+#: otherwise keep the event loop (gevent's recv does not switch while data
+#: is ready), and every other client would wait for it.
+FAIR_TURN = 4
+
+
+def next_turn() -> None:
+    """Let every other greenlet and the pending I/O run, then continue (a
+    zero sleep may resume before the loop polls for I/O; a timer does not)."""
+    gevent.sleep(0.000001)
 
 
 class ProtocolError(Exception):
@@ -106,6 +133,115 @@ def _valid_close_code(code: int) -> bool:
     return 3000 <= code <= 4999
 
 
+class Backlog:
+    """The bytes queued in this process for every websocket, and who holds
+    them.
+
+    A frame shared by several recipients (a broadcast's) is one bytes
+    object, never copied per client: it counts once in :attr:`total` (the
+    memory the queues really hold) for as long as any queue holds it, and in
+    full in each client's own count (what that client is behind by).
+    """
+
+    def __init__(self) -> None:
+        #: bytes of the frames queued for all websockets together, each once
+        self.total = 0
+        #: id(frame) -> [its size, how many queues hold it]
+        self._refs: dict[int, list[int]] = {}
+        #: the websockets that have bytes queued
+        self.holders: set[WebSocket] = set()
+        #: clients disconnected because the total reached its limit
+        self.shed = 0
+        #: clients disconnected because their own queue reached its limit
+        self.dropped = 0
+
+    def hold(self, frame: bytes) -> None:
+        """A queue took ``frame`` (or a view of it)."""
+        entry = self._refs.get(id(frame))
+        if entry is not None:
+            entry[1] += 1
+            return
+        size = len(frame)
+        self._refs[id(frame)] = [size, 1]
+        self.total += size
+        if self.total > MAX_TOTAL_PENDING_BYTES:
+            self.shed_largest()
+
+    def release(self, frame: bytes) -> None:
+        """A queue let ``frame`` go (written, or dropped)."""
+        entry = self._refs[id(frame)]
+        entry[1] -= 1
+        if not entry[1]:
+            del self._refs[id(frame)]
+            self.total -= entry[0]
+
+    def shed_largest(self) -> None:
+        """Disconnect the clients with the largest queues until the total is
+        back under :data:`SHED_TO` of its limit; one log line says who."""
+        target = MAX_TOTAL_PENDING_BYTES * SHED_TO
+        cut: list[str] = []
+        for ws in sorted(self.holders, key=lambda w: w._pending_bytes, reverse=True):
+            if self.total <= target:
+                break
+            cut.append(f"{ws.peer} ({ws._pending_bytes / 1048576:.1f} MB)")
+            ws._abort()
+        self.shed += len(cut)
+        if cut:
+            logger.warning(
+                "The bytes queued for all clients reached SOCKETIO_MAX_QUEUED_BYTES_TOTAL "
+                "(%d MB): disconnected %d client(s) with the largest queues: %s",
+                MAX_TOTAL_PENDING_BYTES // 1048576,
+                len(cut),
+                ", ".join(cut[:10]) + (" ..." if len(cut) > 10 else ""),
+            )
+
+
+#: this process's queued bytes (read by the metrics)
+BACKLOG = Backlog()
+
+
+def _frame_of(item: bytes | memoryview) -> Any:
+    """The frame object a queued item is (or is a view of)."""
+    return item.obj if type(item) is memoryview else item
+
+
+class Traffic:
+    """Packets and bytes in and out, counted where they pass (plain integer
+    additions: this runs for every frame). The long-polling ones are
+    counted by the engine's polling code."""
+
+    __slots__ = (
+        "packets_in",
+        "bytes_in",
+        "packets_out",
+        "bytes_out",
+        "poll_packets_in",
+        "poll_bytes_in",
+        "poll_packets_out",
+        "poll_bytes_out",
+    )
+
+    def __init__(self) -> None:
+        self.packets_in = self.bytes_in = self.packets_out = self.bytes_out = 0
+        self.poll_packets_in = self.poll_bytes_in = 0
+        self.poll_packets_out = self.poll_bytes_out = 0
+
+
+#: this process's traffic (read by the metrics and the Admin UI)
+TRAFFIC = Traffic()
+
+
+def configure(per_client: int | None = None, total: int | None = None) -> None:
+    """Set the queue limits (the settings, applied by the engine)."""
+    global MAX_PENDING_BYTES, MAX_TOTAL_PENDING_BYTES
+    if per_client is not None:
+        MAX_PENDING_BYTES = per_client
+    if total is not None:
+        MAX_TOTAL_PENDING_BYTES = total
+        if BACKLOG.total > total:
+            BACKLOG.shed_largest()
+
+
 class WebSocket:
     """One upgraded connection, server side.
 
@@ -135,17 +271,25 @@ class WebSocket:
         self._read_event = getattr(sock, "_read_event", None)
         if self._read_event is None:
             self._wait = None
+        self._write_event = getattr(sock, "_write_event", None)
         self._limit = max_message_size
         self._buf = initial
         self._pos = 0
-        self._pending: deque[bytes] | None = None
+        #: frames (or the unsent rest of one, as a memoryview) waiting for
+        #: the kernel, oldest first; shared frames are the same objects for
+        #: every recipient
+        self._pending: deque[bytes | memoryview] | None = None
         self._pending_bytes = 0
         self._flusher: gevent.Greenlet | None = None
+        #: who the client is, for log lines (set by the owner)
+        self.peer = "?"
         #: the close code we sent, once we did
         self.close_sent: int | None = None
         #: the close code the client sent, once it did
         self.close_received: int | None = None
         self.broken = False
+        #: messages read since this connection last waited for input
+        self._streak = 0
         #: set by the owner once it stopped reading and the socket is released
         self.finished = False
         sock.settimeout(timeout)
@@ -158,9 +302,12 @@ class WebSocket:
 
     def write(self, data: bytes) -> None:
         """Write encoded frame bytes now if the kernel takes them, else queue
-        them behind what is already waiting (order is kept)."""
+        them behind what is already waiting (order is kept). Never waits."""
         if self.closed:
             return
+        traffic = TRAFFIC
+        traffic.packets_out += 1
+        traffic.bytes_out += len(data)
         if self._pending is not None:
             self._queue(data)
             return
@@ -173,32 +320,93 @@ class WebSocket:
             return
         if sent < len(data):
             self._pending = deque()
-            self._queue(data[sent:])
-            self._flusher = gevent.spawn(self._flush)
+            BACKLOG.holders.add(self)
+            # the rest of a shared frame is a view on it, not a copy
+            self._queue(memoryview(data)[sent:] if sent else data)
+            if self._pending is not None:
+                self._flusher = gevent.spawn(self._flush)
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, data: bytes | memoryview) -> None:
         assert self._pending is not None
-        self._pending.append(data)
-        self._pending_bytes += len(data)
-        if self._pending_bytes > MAX_PENDING_BYTES:
+        n = len(data)
+        if self._pending_bytes + n > MAX_PENDING_BYTES:
             # the client reads far slower than we write: let it go rather
             # than buffer without limit
+            BACKLOG.dropped += 1
+            logger.warning(
+                "Disconnected %s: it fell %.1f MB behind (SOCKETIO_MAX_QUEUED_BYTES)",
+                self.peer,
+                self._pending_bytes / 1048576,
+            )
             self._abort()
+            return
+        self._pending.append(data)
+        self._pending_bytes += n
+        BACKLOG.hold(_frame_of(data))
+
+    def _sent(self, n: int) -> None:
+        """``n`` bytes from the front of the queue reached the kernel."""
+        pending = self._pending
+        assert pending is not None
+        self._pending_bytes -= n
+        while n:
+            head = pending[0]
+            size = len(head)
+            if size <= n:
+                pending.popleft()
+                BACKLOG.release(_frame_of(head))
+                n -= size
+            else:
+                pending[0] = memoryview(head)[n:]
+                n = 0
 
     def _flush(self) -> None:
+        """Write the queue out as the kernel takes it: a batch of buffers per
+        system call (no joined copy), waiting for the socket to be writable
+        in between, so a slow client costs one wake-up per buffer's worth."""
         pending = self._pending
+        raw = self._raw
+        wait = self.sock._wait if self._write_event is not None else None
+        turn = 0
         try:
-            while pending:
-                chunk = b"".join(pending)
-                pending.clear()
-                self._pending_bytes = 0
-                self.sock.sendall(chunk)
+            while pending and not self.broken:
+                if wait is None:
+                    chunk = bytes(pending[0])
+                    self.sock.sendall(chunk)
+                    self._sent(len(chunk))
+                    continue
+                try:
+                    sent = raw.sendmsg(list(islice(pending, IOV_BATCH)))
+                except BlockingIOError:
+                    wait(self._write_event)
+                    turn = 0
+                    continue
+                self._sent(sent)
+                turn += sent
+                if turn >= FLUSH_TURN:
+                    # a fast reader of a long queue: others get a turn too
+                    turn = 0
+                    gevent.sleep(0.0001)
         except OSError:
             self._abort()
         finally:
-            self._pending = None
-            self._pending_bytes = 0
+            self._release()
             self._flusher = None
+
+    def _release(self) -> None:
+        """Forget the queue (written, or dropped with the connection)."""
+        if self._pending is not None:
+            self._drop_queue()
+            self._pending = None
+        BACKLOG.holders.discard(self)
+
+    def _drop_queue(self) -> None:
+        pending = self._pending
+        assert pending is not None
+        for item in pending:
+            BACKLOG.release(_frame_of(item))
+        pending.clear()
+        self._pending_bytes = 0
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait (at most ``timeout`` seconds) until queued bytes are written."""
@@ -239,7 +447,9 @@ class WebSocket:
             return
         self.broken = True
         if self._pending is not None:
-            self._pending.clear()
+            # the flusher (if one runs) ends on the broken connection
+            self._drop_queue()
+            BACKLOG.holders.discard(self)
         try:
             self._raw.shutdown(2)  # SHUT_RDWR wakes a greenlet blocked in recv
         except OSError:
@@ -256,6 +466,7 @@ class WebSocket:
                 # rather than after a recv that fails (one system call and
                 # one exception less per message; echo +10%)
                 self._wait(self._read_event)
+                self._streak = 0
             data = self.sock.recv(max(READ_SIZE, n))
             if not data:
                 raise ConnectionClosed("the client closed the connection")
@@ -308,6 +519,11 @@ class WebSocket:
         fragments: list[bytes] | None = None
         message_opcode = 0
         size = 0
+        self._streak += 1
+        if self._streak > FAIR_TURN:
+            # a turn's worth of messages without waiting: the others first
+            self._streak = 0
+            next_turn()
         try:
             while True:
                 limit = self._limit() if self._limit is not None else None
@@ -348,6 +564,9 @@ class WebSocket:
             return None
 
     def _message(self, opcode: int, payload: bytes) -> str | bytes:
+        traffic = TRAFFIC
+        traffic.packets_in += 1
+        traffic.bytes_in += len(payload)
         if opcode == OP_BINARY:
             return payload
         try:

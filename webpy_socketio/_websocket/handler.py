@@ -21,6 +21,11 @@ from .connection import READ_SIZE
 #: environ key under which :class:`WebSocketHandler` offers itself.
 HANDLER_KEY = "webpy_socketio.handler"
 
+#: The kernel send buffer asked for each accepted connection, in bytes
+#: (``SOCKETIO_SEND_BUFFER_BYTES``; None leaves the kernel's own sizing,
+#: which lets a client that does not read hold megabytes of kernel memory).
+SEND_BUFFER_BYTES: int | None = 256 * 1024
+
 
 class WebSocketHandler(pywsgi.WSGIHandler):
     """The pywsgi handler of :class:`~webpy_socketio.server.SocketIOServer`.
@@ -44,6 +49,11 @@ class WebSocketHandler(pywsgi.WSGIHandler):
             self.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass  # not TCP (a UNIX socket listener)
+        if SEND_BUFFER_BYTES is not None:
+            try:
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            except OSError:
+                pass
         super().handle()
 
     def _check_http_version(self) -> bool:

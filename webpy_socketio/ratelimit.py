@@ -1,0 +1,235 @@
+"""Rate limits on what each client sends (``SOCKETIO_RATE_LIMIT``).
+
+Per socket (one client's connection to one namespace), token buckets on the
+events it sends and on their bytes, for every event together (``"*"``) and
+per event name::
+
+    SOCKETIO_RATE_LIMIT = {
+        "*": ["50/s burst 100", "64KB/s burst 256KB"],   # every event together
+        "message": "10/s",                              # and socket.send() alone
+        "wsio:subscribe": "5/s burst 20",
+    }
+
+A rule is ``COUNT/PERIOD`` (events) or ``SIZE/PERIOD`` with a unit, ``B``,
+``KB`` or ``MB`` (bytes of the packets), per ``s``, ``m`` or ``h``, and
+optionally ``burst N``: how many may come at once (by default, one period's
+worth). An event must fit every bucket that applies to it, or it is refused:
+an event with an acknowledgement is answered ``{"ok": false, "error": "rate
+limited"}``, one without is dropped, and ``on_rate_limited`` handlers run.
+A client that keeps sending over its limit (never a second without a refused
+event) for ``SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS`` is disconnected, with
+the reason ``"rate limited"``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .exceptions import ImproperlyConfigured
+
+#: What a refused event's acknowledgement says.
+LIMITED_REPLY = {"ok": False, "error": "rate limited"}
+#: The disconnect reason of a client cut for staying over its limit.
+DISCONNECT_REASON = "rate limited"
+#: A second without a refused event ends a client's stretch over the limit.
+GRACE_SECONDS = 1.0
+
+ALLOWED, LIMITED, DISCONNECT = 0, 1, 2
+
+_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024 * 1024}
+_PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_PERIODS.update({"h": 3600.0, "hour": 3600.0})
+_RULE = re.compile(
+    r"^\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>[a-zA-Z]*)\s*/\s*(?P<period>[a-zA-Z]+)"
+    r"(?:\s+burst\s+(?P<burst>\d+(?:\.\d+)?)\s*(?P<bunit>[a-zA-Z]*))?\s*$"
+)
+_EXAMPLE = "'50/s burst 100' (events) or '64KB/s burst 256KB' (bytes)"
+
+
+@dataclass(frozen=True, eq=False)
+class Rule:
+    """One token bucket: ``rate`` tokens per second, at most ``burst``;
+    tokens are events, or bytes when ``in_bytes``. Compared by identity: two
+    entries with the same text are two buckets."""
+
+    text: str
+    rate: float
+    burst: float
+    in_bytes: bool
+
+
+def parse_rule(text: Any, where: str = "SOCKETIO_RATE_LIMIT") -> Rule:
+    """A rule from its text.
+
+    :raises ImproperlyConfigured: naming what is wrong and an example.
+    """
+    if not isinstance(text, str):
+        raise ImproperlyConfigured(f"{where}: a rule is a string such as {_EXAMPLE}, not {text!r}.")
+    match = _RULE.match(text)
+    if match is None:
+        raise ImproperlyConfigured(
+            f"{where}: {text!r} is not a rate; write it as {_EXAMPLE} (per s, m or h)."
+        )
+    unit = match["unit"].lower()
+    if unit not in _UNITS:
+        raise ImproperlyConfigured(
+            f"{where}: unknown unit {match['unit']!r} in {text!r}; use B, KB or MB, or no "
+            "unit for a number of events."
+        )
+    period = _PERIODS.get(match["period"].lower())
+    if period is None:
+        raise ImproperlyConfigured(
+            f"{where}: unknown period {match['period']!r} in {text!r}; use s, m or h."
+        )
+    amount = float(match["n"]) * _UNITS[unit]
+    if amount <= 0:
+        raise ImproperlyConfigured(f"{where}: {text!r} allows nothing; use a positive rate.")
+    burst = amount
+    if match["burst"] is not None:
+        # a burst without a unit is counted in the rate's unit
+        bunit = match["bunit"].lower() or unit
+        if bunit not in _UNITS or (bunit == "") != (unit == ""):
+            raise ImproperlyConfigured(
+                f"{where}: the burst of {text!r} must be counted like its rate (events, or "
+                "bytes with B, KB or MB)."
+            )
+        burst = float(match["burst"]) * _UNITS[bunit]
+        if burst < 1:
+            raise ImproperlyConfigured(f"{where}: the burst of {text!r} must be at least 1.")
+    return Rule(text, amount / period, burst, unit != "")
+
+
+def parse_setting(value: Any) -> dict[str, tuple[Rule, ...]] | None:
+    """``SOCKETIO_RATE_LIMIT`` as rules per event name (``"*"``: every event).
+
+    :raises ImproperlyConfigured: for anything that is not such a mapping.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise ImproperlyConfigured(
+            "SOCKETIO_RATE_LIMIT must be None or a dict from event names ('*' for every "
+            f"event) to rules such as {_EXAMPLE}, not {value!r}."
+        )
+    rules: dict[str, tuple[Rule, ...]] = {}
+    for name, spec in value.items():
+        if not isinstance(name, str) or not name:
+            raise ImproperlyConfigured(
+                f"SOCKETIO_RATE_LIMIT: keys are event names or '*', not {name!r}."
+            )
+        items = spec if isinstance(spec, list | tuple) else [spec]
+        if not items:
+            raise ImproperlyConfigured(f"SOCKETIO_RATE_LIMIT[{name!r}] has no rule.")
+        rules[name] = tuple(parse_rule(item, f"SOCKETIO_RATE_LIMIT[{name!r}]") for item in items)
+    return rules
+
+
+def check_disconnect_setting(value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ImproperlyConfigured(
+            "SOCKETIO_RATE_LIMIT_DISCONNECT_SECONDS must be a positive number of seconds (or "
+            f"None to never disconnect for it), not {value!r}."
+        )
+
+
+class _State:
+    """One socket's buckets (tokens and when they were counted, one slot per
+    rule) and its stretch over the limit."""
+
+    __slots__ = ("tokens", "stamps", "over_since", "last_refused")
+
+    def __init__(self, bursts: list[float], now: float) -> None:
+        self.tokens = list(bursts)
+        self.stamps = [now] * len(bursts)
+        self.over_since: float | None = None
+        self.last_refused = 0.0
+
+
+class RateLimiter:
+    """The buckets of every socket of a process.
+
+    :param rules: from :func:`parse_setting`.
+    :param disconnect_after: seconds over the limit before a disconnect
+        (None: never).
+    """
+
+    def __init__(
+        self, rules: dict[str, tuple[Rule, ...]], disconnect_after: float | None = None
+    ) -> None:
+        self.rules = rules
+        self.disconnect_after = disconnect_after
+        every = [rule for own in rules.values() for rule in own]
+        self._bursts = [rule.burst for rule in every]
+        slot = {id(rule): k for k, rule in enumerate(every)}
+
+        def plan(chosen: tuple[Rule, ...]) -> tuple[tuple[int, float, float, bool], ...]:
+            return tuple((slot[id(r)], r.rate, r.burst, r.in_bytes) for r in chosen)
+
+        self._all = plan(rules.get("*", ()))
+        # event name -> every rule that applies to it (only named events:
+        # a client choosing names cannot grow this)
+        self._for = {name: self._all + plan(own) for name, own in rules.items() if name != "*"}
+        self._states: dict[str, _State] = {}
+
+    def check(self, sid: str, event: str, size: int, now: float | None = None) -> int:
+        """Count one event of ``size`` bytes from ``sid``: :data:`ALLOWED`,
+        :data:`LIMITED` (refuse it) or :data:`DISCONNECT` (refuse it, and the
+        client has stayed over its limit too long)."""
+        plan = self._for.get(event, self._all)
+        if not plan:
+            return ALLOWED
+        if now is None:
+            now = time.monotonic()
+        state = self._states.get(sid)
+        if state is None:
+            state = self._states[sid] = _State(self._bursts, now)
+        tokens = state.tokens
+        stamps = state.stamps
+        ok = True
+        # every bucket is refilled up to now (always right to keep) and
+        # checked; only if all have room is each one charged. A packet larger
+        # than a byte bucket's burst passes when that bucket is full.
+        for k, rate, burst, in_bytes in plan:
+            left = tokens[k] + (now - stamps[k]) * rate
+            if left > burst:
+                left = burst
+            tokens[k] = left
+            stamps[k] = now
+            if left < ((size if size < burst else burst) if in_bytes else 1.0):
+                ok = False
+        if ok:
+            for k, _, burst, in_bytes in plan:
+                tokens[k] -= (size if size < burst else burst) if in_bytes else 1.0
+            return ALLOWED
+        if state.over_since is None or now - state.last_refused > GRACE_SECONDS:
+            state.over_since = now
+        state.last_refused = now
+        after = self.disconnect_after
+        if after is not None and now - state.over_since >= after:
+            return DISCONNECT
+        return LIMITED
+
+    def starts_stretch(self, sid: str) -> bool:
+        """Whether the last refusal for ``sid`` began a stretch over the
+        limit (to log it once per stretch, not per event)."""
+        state = self._states.get(sid)
+        return state is not None and state.over_since == state.last_refused
+
+    def forget(self, sid: str) -> None:
+        self._states.pop(sid, None)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+def from_settings(value: Any, disconnect_after: Any) -> RateLimiter | None:
+    """The limiter for the settings' values (None when no limit is set)."""
+    rules = parse_setting(value)
+    if not rules:
+        return None
+    return RateLimiter(rules, disconnect_after)
