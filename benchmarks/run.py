@@ -474,7 +474,8 @@ def test_trickle(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
             log(f"trickle {name:<6} ERROR {result['error']}")
             continue
         log(
-            f"trickle {name:<6} RSS {result['rss_start_mb']:.0f} -> max {result['rss_max_mb']:.0f} MB; "
+            f"trickle {name:<6} RSS {result['rss_start_mb']:.0f} -> "
+            f"max {result['rss_max_mb']:.0f} MB; "
             f"healthy p99 {result['healthy_p99_ms']} ms, max {result['healthy_max_ms']} ms, "
             f"{'complete' if result['healthy_complete'] else 'INCOMPLETE'}; "
             f"{result['slow_disconnected']}/{result['slow']} slow readers cut"
