@@ -161,7 +161,7 @@ def redis():
 @pytest.mark.redis
 @pytest.mark.node
 def test_two_workers_are_summed_by_either(redis, agent):
-    from test_serve import consecutive_free_ports
+    from serve_support import consecutive_free_ports
 
     port = consecutive_free_ports(2)
     log = output_dir("serve") / f"metrics-workers-{port}.log"
