@@ -190,22 +190,49 @@ class RateLimiter:
             state = self._states[sid] = _State(self._bursts, now)
         tokens = state.tokens
         stamps = state.stamps
-        ok = True
-        # every bucket is refilled up to now (always right to keep) and
-        # checked; only if all have room is each one charged. A packet larger
-        # than a byte bucket's burst passes when that bucket is full.
-        for k, rate, burst, in_bytes in plan:
+        # one pass: each bucket is refilled up to now (always right to keep)
+        # and charged if it has room; at the first one without room the
+        # charges already made are given back (all or nothing). A packet
+        # larger than a byte bucket's burst passes when that bucket is full.
+        for entry in plan:
+            k, rate, burst, in_bytes = entry
             left = tokens[k] + (now - stamps[k]) * rate
             if left > burst:
                 left = burst
-            tokens[k] = left
             stamps[k] = now
-            if left < ((size if size < burst else burst) if in_bytes else 1.0):
-                ok = False
-        if ok:
-            for k, _, burst, in_bytes in plan:
-                tokens[k] -= (size if size < burst else burst) if in_bytes else 1.0
+            cost = (size if size < burst else burst) if in_bytes else 1.0
+            if left < cost:
+                tokens[k] = left
+                break
+            tokens[k] = left - cost
+        else:
             return ALLOWED
+        return self._refused(state, plan, entry, size, now)
+
+    def _refused(
+        self,
+        state: _State,
+        plan: tuple[tuple[int, float, float, bool], ...],
+        full: tuple[int, float, float, bool],
+        size: int,
+        now: float,
+    ) -> int:
+        """The rare path of :meth:`check`: bucket ``full`` had no room; give
+        back what the buckets before it were charged, refill those after it,
+        and say whether the client stayed over its limit too long."""
+        tokens = state.tokens
+        stamps = state.stamps
+        before = True
+        for entry in plan:
+            k, rate, burst, in_bytes = entry
+            if entry is full:
+                before = False
+            elif before:
+                tokens[k] += (size if size < burst else burst) if in_bytes else 1.0
+            else:
+                left = tokens[k] + (now - stamps[k]) * rate
+                tokens[k] = burst if left > burst else left
+                stamps[k] = now
         if state.over_since is None or now - state.last_refused > GRACE_SECONDS:
             state.over_since = now
         state.last_refused = now
