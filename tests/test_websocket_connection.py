@@ -362,3 +362,20 @@ def test_a_connection_with_more_input_lets_the_others_take_turns():
     finally:
         for sock in (a_server, a_client, b_server, b_client):
             sock.close()
+
+
+def test_a_slow_readers_queue_is_flushed_in_calls_of_bounded_size():
+    """One sendmsg call hands the kernel about SEND_BATCH_BYTES: on loopback
+    a larger call does the reader's work too and holds the event loop
+    (64 queued 8 KB frames went out in one 512 KB call before)."""
+    from collections import deque
+
+    big = deque(bytes(8192) for _ in range(64))
+    batch = connection._batch(big)
+    assert len(batch) == connection.SEND_BATCH_BYTES // 8192
+    assert sum(map(len, batch)) == connection.SEND_BATCH_BYTES
+    small = deque(bytes(100) for _ in range(200))
+    assert len(connection._batch(small)) == connection.IOV_BATCH  # many small ones
+    huge = deque([bytes(1 << 20), b"x"])
+    assert [len(b) for b in connection._batch(huge)] == [1 << 20]  # one, never split
+    assert connection._batch(deque()) == []

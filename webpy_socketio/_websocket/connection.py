@@ -57,8 +57,14 @@ MAX_TOTAL_PENDING_BYTES = 64 * 1024 * 1024
 #: until it is back under this share of the limit (so one shedding frees
 #: room for a while instead of cutting one client per write).
 SHED_TO = 0.75
-#: Buffers handed to the kernel in one ``sendmsg`` call.
+#: Buffers handed to the kernel in one ``sendmsg`` call, at most ...
 IOV_BATCH = 64
+#: ... and about this many bytes (one buffer may take it past). On loopback
+#: the kernel does the receiving side's work inside the sender's call, so a
+#: large call holds the event loop: 200 slow readers catching up with 512 KB
+#: calls (64 frames of 8 KB) held healthy clients' broadcasts back 100 to
+#: 500 ms (benchmarks/run.py --tests trickle); with 64 KB calls, under 25 ms.
+SEND_BATCH_BYTES = 64 * 1024
 #: Bytes a flusher writes before it lets other greenlets run.
 FLUSH_TURN = 1024 * 1024
 #: Seconds to wait for the client's answer to our close frame.
@@ -198,6 +204,19 @@ class Backlog:
 
 #: this process's queued bytes (read by the metrics)
 BACKLOG = Backlog()
+
+
+def _batch(pending: deque[bytes | memoryview]) -> list[bytes | memoryview]:
+    """The buffers at the front of ``pending`` for one ``sendmsg`` call: at
+    most :data:`IOV_BATCH` of them, about :data:`SEND_BATCH_BYTES` in all."""
+    batch = []
+    size = 0
+    for item in islice(pending, IOV_BATCH):
+        batch.append(item)
+        size += len(item)
+        if size >= SEND_BATCH_BYTES:
+            break
+    return batch
 
 
 def _frame_of(item: bytes | memoryview) -> Any:
@@ -376,7 +395,7 @@ class WebSocket:
                     self._sent(len(chunk))
                     continue
                 try:
-                    sent = raw.sendmsg(list(islice(pending, IOV_BATCH)))
+                    sent = raw.sendmsg(_batch(pending))
                 except BlockingIOError:
                     wait(self._write_event)
                     turn = 0
