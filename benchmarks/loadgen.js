@@ -13,6 +13,7 @@
 "use strict";
 
 const net = require("net");
+const http = require("http");
 const fs = require("fs");
 const crypto = require("crypto");
 const { performance } = require("perf_hooks");
@@ -45,6 +46,7 @@ function parseArgs(argv) {
     rate: 400,
     pauseMs: 6000,
     readMs: 50,
+    pollers: 500,
   };
   for (let i = 2; i < argv.length; i += 2) {
     const key = argv[i].replace(/^--/, "").replace(/-([a-z])/g, (_, c) => c.toUpperCase());
@@ -801,9 +803,192 @@ async function trickle() {
   };
 }
 
+// ---------------------------------------------------------------- pollers
+
+// One Engine.IO v4 long-polling client (HTTP/1.1 keep-alive, two sockets:
+// the pending GET and the POSTs, which go one at a time as the protocol
+// wants). Events are acked like the websocket Client's.
+class Poller {
+  constructor() {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+    this.sid = null;
+    this.acks = new Map();
+    this.nextId = 0;
+    this.onEvent = null;
+    this.running = true;
+    this.errors = 0;
+    this.posts = Promise.resolve();
+  }
+
+  request(method, body) {
+    const q = this.sid ? `&sid=${this.sid}` : "";
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host,
+          port,
+          method,
+          agent: this.agent,
+          path: `/socket.io/?EIO=4&transport=polling${q}`,
+          headers: body == null ? {} : { "Content-Type": "text/plain;charset=UTF-8" },
+        },
+        (res) => {
+          const parts = [];
+          res.on("data", (d) => parts.push(d));
+          res.on("end", () => {
+            const text = Buffer.concat(parts).toString("utf8");
+            if (res.statusCode === 200) resolve(text);
+            else reject(new Error(`${method} ${res.statusCode}: ${text.slice(0, 80)}`));
+          });
+        }
+      );
+      req.on("error", reject);
+      req.end(body == null ? undefined : body);
+    });
+  }
+
+  post(body) {
+    const p = this.posts.then(() => this.request("POST", body));
+    this.posts = p.catch(() => {});
+    return p;
+  }
+
+  async open() {
+    const text = await this.request("GET", null);
+    this.sid = JSON.parse(text.slice(1)).sid;
+    const connected = new Promise((r) => (this._onConnect = r));
+    await this.post("40");
+    this.loop();
+    await connected;
+    return this;
+  }
+
+  async loop() {
+    while (this.running) {
+      let body;
+      try {
+        body = await this.request("GET", null);
+      } catch (err) {
+        if (!this.running) return;
+        this.errors++;
+        await sleep(100);
+        continue;
+      }
+      for (const packet of body.split("\x1e")) this.packet(packet);
+    }
+  }
+
+  packet(p) {
+    const type = p.charCodeAt(0);
+    if (type === 0x32 /* 2 ping */) {
+      this.post("3").catch(() => this.errors++);
+    } else if (type === 0x31 /* 1 close */) {
+      this.running = false;
+    } else if (type === 0x34 /* 4 message */) {
+      const sio = p.charCodeAt(1);
+      if (sio === 0x30 && this._onConnect) {
+        this._onConnect();
+        this._onConnect = null;
+      } else if (sio === 0x32 && this.onEvent) {
+        this.onEvent(p);
+      } else if (sio === 0x33) {
+        const open = p.indexOf("[", 2);
+        const cb = this.acks.get(Number(p.slice(2, open)));
+        if (cb) {
+          this.acks.delete(Number(p.slice(2, open)));
+          cb(p.slice(open));
+        }
+      }
+    }
+  }
+
+  emit(event, data) {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.acks.set(id, resolve);
+      this.post(`42${id}${JSON.stringify([event, data])}`).catch(reject);
+    });
+  }
+
+  close() {
+    this.running = false;
+    this.post("1").catch(() => {});
+    setTimeout(() => this.agent.destroy(), 500).unref();
+  }
+}
+
+// opts.pollers long-polling subscribers in one room, a websocket sender
+// broadcasting opts.rate messages/s for opts.duration s (repeated
+// opts.reps times): deliveries, latency, and the server's CPU per
+// delivered message.
+async function pollers() {
+  const N = opts.pollers;
+  const pad = "x".repeat(opts.size);
+  const subs = new Array(N);
+  let next = 0;
+  const t0 = now();
+  async function worker() {
+    while (next < N) {
+      const i = next++;
+      subs[i] = await new Poller().open();
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(opts.concurrency, N) }, worker));
+  const connectS = (now() - t0) / 1000;
+  await Promise.all(subs.map((c) => c.emit("join", "bench")));
+  const [sender] = (await connectMany(1, 1)).clients;
+  let window = null;
+  for (const sub of subs) {
+    sub.onEvent = (text) => {
+      const w = window;
+      const t = now();
+      const [event, data] = JSON.parse(text.slice(2));
+      if (event !== "msg" || !w || data.ph !== w.id) return;
+      w.got++;
+      w.lat.push(t - data.t);
+    };
+  }
+  async function phase(id, seconds, record) {
+    const w = { id, got: 0, lat: [] };
+    window = w;
+    const before = cpuSnapshot();
+    const gap = 1000 / opts.rate;
+    const start = now();
+    let sent = 0;
+    while (now() - start < seconds * 1000) {
+      sender.emit("bcast", { room: "bench", ph: id, s: sent++, t: now(), p: pad });
+      const due = start + sent * gap;
+      await sleep(Math.max(0, due - now()));
+    }
+    await sleep(2000); // the last polls come back
+    const after = cpuSnapshot();
+    if (!record) return null;
+    const lat = Float64Array.from(w.lat).sort();
+    const cpu = cpuDelta(before, after);
+    const serverSeconds = (after.server - before.server) / HZ;
+    return {
+      messages: sent,
+      deliveries: w.got,
+      expected: sent * N,
+      complete: w.got === sent * N,
+      p50_ms: percentile(lat, 50),
+      p99_ms: percentile(lat, 99),
+      server_us_per_delivery: w.got ? round((serverSeconds / w.got) * 1e6, 2) : null,
+      ...cpu,
+    };
+  }
+  await phase("warm", 2, false);
+  const reps = [];
+  for (let i = 0; i < opts.reps; i++) reps.push(await phase(`p${i}`, opts.duration, true));
+  const errors = subs.reduce((n, c) => n + c.errors, 0);
+  for (const c of subs) c.close();
+  sender.close();
+  return { mode: "pollers", pollers: N, rate: opts.rate, connect_s: round(connectS, 2), errors, reps };
+}
+
 // ---------------------------------------------------------------- main
 
-const modes = { fanout, echo, conns, greedy, trickle };
+const modes = { fanout, echo, conns, greedy, trickle, pollers };
 if (!modes[opts.mode]) {
   process.stderr.write(`unknown mode ${opts.mode}\n`);
   process.exit(2);

@@ -118,6 +118,23 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
                     },
                 )
             )
+    if summary.get("pollers"):
+        n = summary["params"].get("pollers")
+        for key, label in (
+            ("server_us_per_delivery", "long-polling server CPU us per delivery"),
+            ("p50_ms", "long-polling p50 ms"),
+        ):
+            rows.append(
+                (
+                    f"{label} ({n} pollers)",
+                    "lower",
+                    {
+                        s: med_marked(r["reps"], key)
+                        for s, r in summary["pollers"].items()
+                        if "reps" in r
+                    },
+                )
+            )
     if summary["conns"]:
         conns = summary["params"]["conns"]
         for key, label in (("kb_per_conn", "KB per idle connection"), ("connect_s", "connect")):

@@ -482,6 +482,41 @@ def test_trickle(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
         )
 
 
+def test_pollers(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
+    """Long-polling subscribers in one room, broadcasts at a fixed rate:
+    the server's CPU per delivered message and the latency."""
+    for name in args.servers:
+        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+        server = Server(name, args.server_cpu, logdir)
+        try:
+            result = loadgen(
+                args,
+                server,
+                "pollers",
+                pollers=args.pollers,
+                rate=args.poll_rate,
+                duration=args.poll_seconds,
+                size=args.size,
+                reps=args.reps,
+                concurrency=50,
+                timeout=240,
+            )
+        finally:
+            server.stop()
+        summary.setdefault("pollers", {})[name] = result
+        if "error" in result:
+            log(f"pollers {name:<6} ERROR {result['error']}")
+            continue
+        reps = result["reps"]
+        log(
+            f"pollers {name:<6} {args.pollers} pollers, {args.poll_rate}/s: "
+            f"{statistics.median(r['server_us_per_delivery'] or 0 for r in reps):.1f} us "
+            f"server CPU per delivery, p50 {statistics.median(r['p50_ms'] or 0 for r in reps)} ms, "
+            f"{'complete' if all(r['complete'] for r in reps) else 'INCOMPLETE'}, "
+            f"{result['errors']} request errors"
+        )
+
+
 def one_conns_rep(args: argparse.Namespace, name: str, logdir: Path) -> dict:
     server = Server(name, args.server_cpu, logdir)
     try:
@@ -641,6 +676,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trickle-rate", type=int, default=200, help="broadcasts/s")
     p.add_argument("--trickle-size", type=int, default=8192, help="padding bytes per broadcast")
     p.add_argument("--trickle-seconds", type=float, default=12.0)
+    p.add_argument("--pollers", type=int, default=500, help="long-polling subscribers")
+    p.add_argument("--poll-rate", type=int, default=10, help="broadcasts/s to the pollers")
+    p.add_argument("--poll-seconds", type=float, default=5.0)
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--client-cpu", default="1")
     p.add_argument("--max-interference", type=float, default=15.0)
@@ -727,6 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         ("conns", test_conns),
         ("greedy", test_greedy),
         ("trickle", test_trickle),
+        ("pollers", test_pollers),
     )
     for test, function in tests:
         if test in args.tests:
