@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -417,29 +418,40 @@ def test_echo(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
         )
 
 
-def test_greedy(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
-    """One greedy client among polite ones (no rate limit configured)."""
+def measure_each(
+    args: argparse.Namespace, logdir: Path, summary: dict, mode: str, **options: Any
+) -> Iterator[tuple[str, dict]]:
+    """Run loadgen's ``mode`` against each server in turn (a fresh server
+    each, once the cores are quiet), record every result in
+    ``summary[mode]`` and yield the ones without an error."""
     for name in args.servers:
         summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
         server = Server(name, args.server_cpu, logdir)
         try:
-            result = loadgen(
-                args,
-                server,
-                "greedy",
-                clients=args.echo_clients,
-                duration=args.echo_duration,
-                size=args.size,
-                reps=args.reps,
-                window=args.greedy_window,
-                timeout=120,
-            )
+            result = loadgen(args, server, mode, **options)
         finally:
             server.stop()
-        summary.setdefault("greedy", {})[name] = result
+        summary.setdefault(mode, {})[name] = result
         if "error" in result:
-            log(f"greedy {name:<6} ERROR {result['error']}")
+            log(f"{mode} {name:<6} ERROR {result['error']}")
             continue
+        yield name, result
+
+
+def test_greedy(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
+    """One greedy client among polite ones (no rate limit configured)."""
+    for name, result in measure_each(
+        args,
+        logdir,
+        summary,
+        "greedy",
+        clients=args.echo_clients,
+        duration=args.echo_duration,
+        size=args.size,
+        reps=args.reps,
+        window=args.greedy_window,
+        timeout=120,
+    ):
         alone = clean_median(result["phases"]["alone"], "requests_per_s")
         shared = clean_median(result["phases"]["with_greedy"], "requests_per_s")
         worst = max(r["max_ms"] or 0 for r in result["phases"]["with_greedy"])
@@ -451,28 +463,19 @@ def test_greedy(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
 
 def test_trickle(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
     """Slow readers (read 50 ms every 6 s) beside healthy subscribers."""
-    for name in args.servers:
-        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-        server = Server(name, args.server_cpu, logdir)
-        try:
-            result = loadgen(
-                args,
-                server,
-                "trickle",
-                slow=args.trickle_slow,
-                healthy=args.trickle_healthy,
-                rate=args.trickle_rate,
-                duration=args.trickle_seconds,
-                size=args.trickle_size,
-                concurrency=50,
-                timeout=120,
-            )
-        finally:
-            server.stop()
-        summary.setdefault("trickle", {})[name] = result
-        if "error" in result:
-            log(f"trickle {name:<6} ERROR {result['error']}")
-            continue
+    for name, result in measure_each(
+        args,
+        logdir,
+        summary,
+        "trickle",
+        slow=args.trickle_slow,
+        healthy=args.trickle_healthy,
+        rate=args.trickle_rate,
+        duration=args.trickle_seconds,
+        size=args.trickle_size,
+        concurrency=50,
+        timeout=120,
+    ):
         log(
             f"trickle {name:<6} RSS {result['rss_start_mb']:.0f} -> "
             f"max {result['rss_max_mb']:.0f} MB; "
@@ -485,28 +488,19 @@ def test_trickle(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
 def test_pollers(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
     """Long-polling subscribers in one room, broadcasts at a fixed rate:
     the server's CPU per delivered message and the latency."""
-    for name in args.servers:
-        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-        server = Server(name, args.server_cpu, logdir)
-        try:
-            result = loadgen(
-                args,
-                server,
-                "pollers",
-                pollers=args.pollers,
-                rate=args.poll_rate,
-                duration=args.poll_seconds,
-                size=args.size,
-                reps=args.reps,
-                concurrency=50,
-                timeout=240,
-            )
-        finally:
-            server.stop()
-        summary.setdefault("pollers", {})[name] = result
-        if "error" in result:
-            log(f"pollers {name:<6} ERROR {result['error']}")
-            continue
+    for name, result in measure_each(
+        args,
+        logdir,
+        summary,
+        "pollers",
+        pollers=args.pollers,
+        rate=args.poll_rate,
+        duration=args.poll_seconds,
+        size=args.size,
+        reps=args.reps,
+        concurrency=50,
+        timeout=240,
+    ):
         reps = result["reps"]
         log(
             f"pollers {name:<6} {args.pollers} pollers, {args.poll_rate}/s: "
