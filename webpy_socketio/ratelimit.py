@@ -218,21 +218,15 @@ class RateLimiter:
         now: float,
     ) -> int:
         """The rare path of :meth:`check`: bucket ``full`` had no room; give
-        back what the buckets before it were charged, refill those after it,
-        and say whether the client stayed over its limit too long."""
+        back what the buckets before it were charged (those after it were
+        not touched: a refill is the same whenever it is made) and say
+        whether the client stayed over its limit too long."""
         tokens = state.tokens
-        stamps = state.stamps
-        before = True
         for entry in plan:
-            k, rate, burst, in_bytes = entry
             if entry is full:
-                before = False
-            elif before:
-                tokens[k] += (size if size < burst else burst) if in_bytes else 1.0
-            else:
-                left = tokens[k] + (now - stamps[k]) * rate
-                tokens[k] = burst if left > burst else left
-                stamps[k] = now
+                break
+            k, _, burst, in_bytes = entry
+            tokens[k] += (size if size < burst else burst) if in_bytes else 1.0
         if state.over_since is None or now - state.last_refused > GRACE_SECONDS:
             state.over_since = now
         state.last_refused = now
