@@ -807,14 +807,13 @@ async function trickle() {
 
 // One Engine.IO v4 long-polling client (HTTP/1.1 keep-alive, two sockets:
 // the pending GET and the POSTs, which go one at a time as the protocol
-// wants). Events are acked like the websocket Client's.
-class Poller {
+// wants). The packets it receives and its acked emits are the websocket
+// Client's: only the transport differs (sendText posts).
+class Poller extends Client {
   constructor() {
+    super();
     this.agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
     this.sid = null;
-    this.acks = new Map();
-    this.nextId = 0;
-    this.onEvent = null;
     this.running = true;
     this.errors = 0;
     this.posts = Promise.resolve();
@@ -853,14 +852,20 @@ class Poller {
     return p;
   }
 
+  sendText(text) {
+    this.post(text).catch(() => this.errors++);
+  }
+
   async open() {
     const text = await this.request("GET", null);
     this.sid = JSON.parse(text.slice(1)).sid;
-    const connected = new Promise((r) => (this._onConnect = r));
+    const connected = new Promise((resolve, reject) => {
+      this._onConnected = resolve;
+      this._onFailed = reject;
+    });
     await this.post("40");
     this.loop();
-    await connected;
-    return this;
+    return connected;
   }
 
   async loop() {
@@ -874,45 +879,16 @@ class Poller {
         await sleep(100);
         continue;
       }
-      for (const packet of body.split("\x1e")) this.packet(packet);
-    }
-  }
-
-  packet(p) {
-    const type = p.charCodeAt(0);
-    if (type === 0x32 /* 2 ping */) {
-      this.post("3").catch(() => this.errors++);
-    } else if (type === 0x31 /* 1 close */) {
-      this.running = false;
-    } else if (type === 0x34 /* 4 message */) {
-      const sio = p.charCodeAt(1);
-      if (sio === 0x30 && this._onConnect) {
-        this._onConnect();
-        this._onConnect = null;
-      } else if (sio === 0x32 && this.onEvent) {
-        this.onEvent(p);
-      } else if (sio === 0x33) {
-        const open = p.indexOf("[", 2);
-        const cb = this.acks.get(Number(p.slice(2, open)));
-        if (cb) {
-          this.acks.delete(Number(p.slice(2, open)));
-          cb(p.slice(open));
-        }
+      for (const packet of body.split("\x1e")) {
+        if (packet === "1" /* close */) this.running = false;
+        else this._packet(packet);
       }
     }
   }
 
-  emit(event, data) {
-    return new Promise((resolve, reject) => {
-      const id = this.nextId++;
-      this.acks.set(id, resolve);
-      this.post(`42${id}${JSON.stringify([event, data])}`).catch(reject);
-    });
-  }
-
   close() {
     this.running = false;
-    this.post("1").catch(() => {});
+    this.sendText("1");
     setTimeout(() => this.agent.destroy(), 500).unref();
   }
 }

@@ -502,10 +502,11 @@ def test_pollers(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
         timeout=240,
     ):
         reps = result["reps"]
+        cpu = statistics.median(r["server_us_per_delivery"] or 0 for r in reps)
+        p50 = statistics.median(r["p50_ms"] or 0 for r in reps)
         log(
             f"pollers {name:<6} {args.pollers} pollers, {args.poll_rate}/s: "
-            f"{statistics.median(r['server_us_per_delivery'] or 0 for r in reps):.1f} us "
-            f"server CPU per delivery, p50 {statistics.median(r['p50_ms'] or 0 for r in reps)} ms, "
+            f"{cpu:.1f} us server CPU per delivery, p50 {p50:.1f} ms, "
             f"{'complete' if all(r['complete'] for r in reps) else 'INCOMPLETE'}, "
             f"{result['errors']} request errors"
         )
