@@ -357,28 +357,57 @@ def fanout_messages(n: int, args: argparse.Namespace) -> tuple[int, int]:
     return flood, rate
 
 
+def rotated(servers: list[str], turn: int) -> list[str]:
+    """The servers in the order of round ``turn``: each goes first in turn,
+    so none is always measured right after the same other one."""
+    k = turn % len(servers) if servers else 0
+    return servers[k:] + servers[:k]
+
+
+def merged(old: dict | None, new: dict) -> dict:
+    """One server's loadgen result over several rounds: the repetitions of
+    every round together (the other fields are the first round's)."""
+    if old is None or "error" in old:
+        return new
+    if "error" in new:
+        return old
+    if isinstance(old["reps"], dict):
+        for kind, reps in new["reps"].items():
+            old["reps"].setdefault(kind, []).extend(reps)
+    else:
+        old["reps"].extend(new["reps"])
+    for key in ("mismatches", "strays"):
+        if key in new:
+            old[key] = old.get(key, 0) + new[key]
+    return old
+
+
 def test_fanout(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
     for n in args.fanout_n:
         flood, rate = fanout_messages(n, args)
+        by_server = summary["fanout"].setdefault(str(n), {})
+        for turn in range(args.rounds):
+            for name in rotated(args.servers, turn):
+                summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+                server = Server(name, args.server_cpu, logdir)
+                try:
+                    result = loadgen(
+                        args,
+                        server,
+                        "fanout",
+                        clients=n,
+                        messages=flood,
+                        rate_messages=rate,
+                        offered=args.offered,
+                        size=args.size,
+                        reps=args.reps,
+                        timeout=300,
+                    )
+                finally:
+                    server.stop()
+                by_server[name] = merged(by_server.get(name), result)
         for name in args.servers:
-            summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-            server = Server(name, args.server_cpu, logdir)
-            try:
-                result = loadgen(
-                    args,
-                    server,
-                    "fanout",
-                    clients=n,
-                    messages=flood,
-                    rate_messages=rate,
-                    offered=args.offered,
-                    size=args.size,
-                    reps=args.reps,
-                    timeout=300,
-                )
-            finally:
-                server.stop()
-            summary["fanout"].setdefault(str(n), {})[name] = result
+            result = by_server.get(name, {"error": "not measured"})
             if "error" in result:
                 log(f"fanout N={n:<5} {name:<6} ERROR {result['error']}")
                 continue
@@ -392,23 +421,26 @@ def test_fanout(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
 
 
 def test_echo(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
+    for turn in range(args.rounds):
+        for name in rotated(args.servers, turn):
+            summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+            server = Server(name, args.server_cpu, logdir)
+            try:
+                result = loadgen(
+                    args,
+                    server,
+                    "echo",
+                    clients=args.echo_clients,
+                    duration=args.echo_duration,
+                    size=args.size,
+                    reps=args.reps,
+                    timeout=120,
+                )
+            finally:
+                server.stop()
+            summary["echo"][name] = merged(summary["echo"].get(name), result)
     for name in args.servers:
-        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-        server = Server(name, args.server_cpu, logdir)
-        try:
-            result = loadgen(
-                args,
-                server,
-                "echo",
-                clients=args.echo_clients,
-                duration=args.echo_duration,
-                size=args.size,
-                reps=args.reps,
-                timeout=120,
-            )
-        finally:
-            server.stop()
-        summary["echo"][name] = result
+        result = summary["echo"].get(name, {"error": "not measured"})
         if "error" in result:
             log(f"echo {name:<6} ERROR {result['error']}")
             continue
@@ -659,6 +691,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--offered", type=int, default=8000, help="rate phase deliveries/s")
     p.add_argument("--size", type=int, default=128, help="padding bytes per message")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="fan-out and echo: measure every server this many times, in turns, "
+        "each time --reps repetitions (drift of a shared machine is then shared)",
+    )
     p.add_argument("--echo-clients", type=int, default=50)
     p.add_argument("--echo-duration", type=float, default=3.0)
     p.add_argument("--conns", type=int, default=2000)
@@ -702,6 +741,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.echo_duration = 2.0
         args.conns = 1000
         args.conn_reps = 1
+    if not 1 <= args.rounds <= 20:
+        p.error("--rounds must be from 1 to 20")
     args.servers = [s for s in args.servers.split(",") if s]
     args.tests = [t for t in args.tests.split(",") if t]
     args.fanout_n = [int(n) for n in str(args.fanout_n).split(",") if n]

@@ -23,7 +23,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 NODE_DIR = TESTS / "node"
-OUTPUT = ROOT / "test-output"
+#: where tests write what they save (screenshots, figures, server logs);
+#: WSIO_TEST_OUTPUT moves it (runs side by side, benchmarks/repeat_under_load.py)
+OUTPUT = Path(os.environ.get("WSIO_TEST_OUTPUT") or ROOT / "test-output")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -8,6 +8,7 @@ import os
 import struct
 
 import gevent
+import gevent.event
 import pytest
 from gevent import socket as gsocket
 
@@ -123,6 +124,77 @@ def test_a_message_split_over_many_reads_arrives_whole(pair):
     writer = gevent.spawn(dribble)
     assert ws.receive() == "x" * 900
     writer.join(5)
+
+
+def test_a_parked_connection_is_read_by_a_reader_greenlet_once_input_arrives(pair):
+    ws, peer = pair
+    got: list[tuple[object, object]] = []
+    ws.on_readable = lambda: got.append((ws.receive(), gevent.getcurrent()))
+    assert ws.idle()
+    assert ws.park()
+    assert not ws.park(), "one park at a time"
+    gevent.sleep(0.05)
+    assert got == [], "nothing was readable yet"
+    peer.send(client_frame(OP_TEXT, b"wake up") + client_frame(OP_TEXT, b"second"))
+    with gevent.Timeout(5):
+        while not got:
+            gevent.sleep(0.01)
+    message, runner = got[0]
+    assert message == "wake up"
+    assert runner is not gevent.getcurrent()
+    # the second message was read with the first: no need to wait for it
+    assert not ws.idle()
+    assert ws.receive() == "second"
+    assert ws.idle()
+    # the reader waits for the next parked connection instead of ending
+    assert runner in connection.READERS.idle
+
+
+def test_readers_are_kept_up_to_their_limit_and_reused():
+    readers = connection.Readers(keep=2)
+    ran: list[object] = []
+    gate = gevent.event.Event()
+
+    def task() -> None:
+        ran.append(gevent.getcurrent())
+        gate.wait()  # three tasks at once: three readers
+
+    hub = gevent.get_hub()
+    for _ in range(3):
+        hub.loop.run_callback(readers.run, task)
+    gevent.sleep(0.01)
+    assert len(set(ran)) == 3 and readers.idle == []
+    gate.set()
+    gevent.sleep(0.01)
+    assert len(readers.idle) == 2, "two kept, the third ended"
+    kept = list(readers.idle)
+    ran.clear()
+    gate.clear()
+    hub.loop.run_callback(readers.run, task)
+    gevent.sleep(0.01)
+    assert ran == [kept[-1]], "a kept reader runs the next task"
+    gate.set()
+    gevent.sleep(0.01)
+    assert not any(g.dead for g in readers.idle) and len(readers.idle) == 2
+
+
+def test_an_aborted_parked_connection_wakes_and_reads_its_end(pair):
+    ws, peer = pair
+    ends: list[object] = []
+    ws.on_readable = lambda: ends.append(ws.receive())
+    assert ws.park()
+    ws.abort()
+    with gevent.Timeout(5):
+        while not ends:
+            gevent.sleep(0.01)
+    assert ends == [None]
+    assert ws.broken
+
+
+def test_a_connection_with_nothing_to_run_does_not_park(pair):
+    ws, _ = pair
+    assert ws.on_readable is None
+    assert not ws.park()
 
 
 def test_client_close_is_answered_with_its_code(pair):
@@ -262,7 +334,7 @@ def test_a_broadcast_frame_stays_one_object_and_every_queued_byte_is_counted(bac
         assert connection.BACKLOG.total - before == _distinct(pairs)
     finally:
         for ws, a, b in pairs:
-            ws._abort()
+            ws.abort()
             a.close()
             b.close()
     assert connection.BACKLOG.total == before
@@ -325,7 +397,7 @@ def test_the_total_limit_disconnects_the_largest_queues_first(backlog_limits, ca
     finally:
         reading.kill()
         for ws, x, y in slow:
-            ws._abort()
+            ws.abort()
             x.close()
             y.close()
         a.close()

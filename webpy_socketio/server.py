@@ -128,6 +128,23 @@ class SocketIOServer(pywsgi.WSGIServer):
         #: the metrics' own listener, for an address setting
         self.metrics_listener = metrics.start(settings.get("SOCKETIO_METRICS"))
 
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop as ``gevent.pywsgi.WSGIServer`` does (its request greenlets
+        are ended after ``timeout``), and drop the websockets this server
+        accepted that are still open: an idle one has no greenlet of its
+        own to end (it is parked). For a clean end, with the handlers run,
+        call :func:`webpy_socketio.lifecycle.close_sockets` first."""
+        super().stop(timeout)
+        from .engine import current_engine
+
+        engine = current_engine()
+        if engine is None:
+            return
+        for session in list(engine.eio.sockets.values()):
+            transport = getattr(session, "transport", None)
+            if transport is not None and transport.owner is self and transport.ws is not None:
+                transport.ws.abort()
+
     def init_socket(self) -> None:
         try:
             super().init_socket()

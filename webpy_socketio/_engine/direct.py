@@ -5,9 +5,12 @@ greenlet that encodes each one and hands it to the websocket. A
 :class:`DirectSocket`, once its connection is a websocket, writes the frame
 itself, at once, from whatever greenlet sends (the write never waits: a
 full kernel buffer queues the bytes, in order, behind what already waits,
-see :meth:`~webpy_socketio._websocket.connection.WebSocket.write`), and its
-request greenlet reads and dispatches the client's frames itself. Over
-long-polling it is the stock session.
+see :meth:`~webpy_socketio._websocket.connection.WebSocket.write`), and it
+reads and dispatches the client's frames itself: in the request's greenlet
+at first, and once the connection is idle it parks (no greenlet waits for
+it, see :meth:`~webpy_socketio._websocket.connection.WebSocket.park`): the
+next input is read in a new greenlet, which ends when the connection is
+idle again. Over long-polling it is the stock session.
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class DirectSocket(Socket):
 
     #: the websocket once the connection uses it (None over long-polling)
     direct: WebSocket | None = None
+    #: engine.io's view of it (what the read loop reads through)
+    transport: EngineWebSocket
 
     def send(self, pkt: Any) -> None:
         ws = self.direct
@@ -141,20 +146,51 @@ class DirectSocket(Socket):
         self.queue = _Forward(self)
         if closing or self.closed:
             return []
-        self._read_loop(ws)
-        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        self.transport = ws
+        conn.on_readable = self._resume
+        if self._serve():
+            # parked: this request's greenlet ends, the connection stays
+            ws.detached = True
         return []
 
-    def _read_loop(self, ws: EngineWebSocket) -> None:
+    def _resume(self) -> None:
+        """Input for a parked connection, in a greenlet of its own."""
+        ws = self.transport
+        try:
+            if self._serve():
+                return
+        except BaseException:
+            ws.finish()
+            raise
+        ws.finish()
+
+    def _serve(self) -> bool:
+        """Read and dispatch the client's messages until the connection
+        ends (then close the session: False) or it is idle and parks
+        (True): it then waits for input without a greenlet
+        (:meth:`~webpy_socketio._websocket.connection.WebSocket.park`)."""
+        if self._read_loop(self.transport):
+            return True
+        self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+        return False
+
+    def _read_loop(self, ws: EngineWebSocket) -> bool:
+        """Dispatch messages until the connection ends (False) or parks."""
         server = self.server
         sid = self.sid
         receive = self.receive
         wait = ws.wait
+        conn = self.direct
+        assert conn is not None
+        idle = conn.idle
+        park = conn.park
         Packet = eio_packet.Packet
         while True:
+            if idle() and not self.closed and park():
+                return True
             data = wait()
             if data is None or self.closed:
-                return
+                return False
             # Text MESSAGE packets carrying a Socket.IO packet ("4" and a
             # digit) are nearly all the traffic: give them to the message
             # handler as engine.io would (same string, same greenlet)
@@ -172,12 +208,12 @@ class DirectSocket(Socket):
             except eio_exceptions.UnknownPacketError:
                 pass
             except eio_exceptions.SocketIsClosedError:
-                return
+                return False
             except DECODE_ERRORS as exc:
                 # not Engine.IO at all (the transport checks the packet
                 # type, so this is rare): end the connection
                 log_invalid(f"Engine.IO session {sid}", exc, action=CLOSED)
-                return
+                return False
             except Exception:
                 server.logger.exception("error handling a websocket packet")
-                return
+                return False

@@ -19,6 +19,7 @@ from typing import Any
 from .._websocket.connection import (
     CLOSE_GOING_AWAY,
     CLOSE_TIMEOUT,
+    READ_SIZE,
     WebSocket,
     accept_key,
     handshake_error,
@@ -45,6 +46,10 @@ class EngineWebSocket:
     fallback: Any = None
     #: the Engine.IO session this websocket carries, for log lines
     session_id: str = "?"
+    #: set by the handler when reading goes on in another greenlet (the
+    #: connection parked): that one calls :meth:`finish`
+    detached = False
+    owner: Any = None
 
     def __init__(self, app: Callable[[Any], Any], server: Any) -> None:
         self.app = app
@@ -72,6 +77,8 @@ class EngineWebSocket:
         )
         server = self.server
         self.environ = environ
+        #: the pywsgi server that accepted the connection
+        self.owner = handler.server
         # no read timeout: engine.io's heartbeat finds dead clients and
         # closes them (a timeout would cost a timer on every read)
         self.ws = WebSocket(
@@ -81,11 +88,27 @@ class EngineWebSocket:
         try:
             return self.app(self)
         finally:
-            # whatever happened, tell the client (if it can still hear us)
-            # and give it a moment to take what is queued
-            self.ws.close(CLOSE_GOING_AWAY)
-            self.ws.flush(CLOSE_TIMEOUT)
-            self.ws.finished = True
+            if not self.detached:
+                self.finish()
+
+    def finish(self) -> None:
+        """End the connection once nothing reads it any more: whatever
+        happened, tell the client (if it can still hear us), give it a
+        moment to take what is queued, and close the socket."""
+        ws = self.ws
+        assert ws is not None
+        ws.close(CLOSE_GOING_AWAY)
+        ws.flush(CLOSE_TIMEOUT)
+        ws.finished = True
+        raw = getattr(ws.sock, "_sock", None)
+        try:
+            if raw is not None:
+                # what the client still sent is read out first: closing
+                # with unread input would reset the connection
+                raw.recv(READ_SIZE)
+        except OSError:
+            pass
+        ws.sock.close()
 
     # -- the interface engine.io's handler uses -----------------------------
 

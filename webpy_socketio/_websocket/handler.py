@@ -5,7 +5,8 @@
 in the environ under :data:`HANDLER_KEY`; the engine's websocket transport
 takes the raw connection from it (:meth:`WebSocketHandler.take_over`), and
 once it has, the handler writes no HTTP response of its own after the
-application returns (the connection is a websocket, then closed).
+application returns and leaves the connection to the transport, which
+closes it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 from typing import Any
 
 from gevent import pywsgi
+from gevent import socket as gsocket
 
 from .connection import READ_SIZE
 
@@ -32,8 +34,8 @@ class WebSocketHandler(pywsgi.WSGIHandler):
 
     For an upgrade request it puts itself in the environ, so the websocket
     transport can take the raw connection; once it has, no HTTP response is
-    written after the application returns (the connection is a websocket,
-    then closed).
+    written after the application returns, and the connection is the
+    transport's to close.
     """
 
     rfile: Any
@@ -126,4 +128,11 @@ class WebSocketHandler(pywsgi.WSGIHandler):
         self.upgraded = True
         self.status = "101 Switching Protocols"
         self.close_connection = True
-        return sock, early
+        # The connection leaves pywsgi: a socket object of its own on the
+        # same descriptor, which pywsgi's handler (ending with this request)
+        # no longer closes: the websocket may outlive this greenlet (an idle
+        # connection parks, :meth:`.WebSocket.park`); its owner closes it.
+        # The environ (kept by the session) lets the handler go.
+        self.environ.pop(HANDLER_KEY, None)
+        own = gsocket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        return own, early
