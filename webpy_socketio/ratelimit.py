@@ -39,6 +39,8 @@ GRACE_SECONDS = 1.0
 
 ALLOWED, LIMITED, DISCONNECT = 0, 1, 2
 
+_monotonic = time.monotonic
+
 _UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024 * 1024}
 _PERIODS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _PERIODS.update({"h": 3600.0, "hour": 3600.0})
@@ -138,20 +140,26 @@ def check_disconnect_setting(value: Any) -> None:
 
 
 class _State:
-    """One socket's buckets (tokens and when they were counted, one slot per
-    rule) and its stretch over the limit."""
+    """One socket's buckets (one slot per rule: the time at which that
+    bucket is full again) and its stretch over the limit."""
 
-    __slots__ = ("tokens", "stamps", "over_since", "last_refused")
+    __slots__ = ("full_at", "over_since", "last_refused")
 
-    def __init__(self, bursts: list[float], now: float) -> None:
-        self.tokens = list(bursts)
-        self.stamps = [now] * len(bursts)
+    def __init__(self, slots: int, now: float) -> None:
+        self.full_at = [now] * slots
         self.over_since: float | None = None
         self.last_refused = 0.0
 
 
 class RateLimiter:
     """The buckets of every socket of a process.
+
+    Each bucket is kept as the time at which it is full again (the generic
+    cell rate algorithm, the same limits as a token bucket refilled at
+    ``rate`` up to ``burst``): an event that costs ``c`` tokens moves it
+    ``c / rate`` seconds later, and is refused when that would leave it
+    more than ``burst / rate`` seconds ahead of now. One float per bucket
+    and no refill arithmetic: this runs for every event.
 
     :param rules: from :func:`parse_setting`.
     :param disconnect_after: seconds over the limit before a disconnect
@@ -164,11 +172,23 @@ class RateLimiter:
         self.rules = rules
         self.disconnect_after = disconnect_after
         every = [rule for own in rules.values() for rule in own]
-        self._bursts = [rule.burst for rule in every]
+        self._slots = len(every)
         slot = {id(rule): k for k, rule in enumerate(every)}
 
-        def plan(chosen: tuple[Rule, ...]) -> tuple[tuple[int, float, float, bool], ...]:
-            return tuple((slot[id(r)], r.rate, r.burst, r.in_bytes) for r in chosen)
+        def plan(chosen: tuple[Rule, ...]) -> tuple[tuple[int, float, float, float], ...]:
+            # (slot, seconds per token, seconds a full bucket holds, the
+            # largest cost in tokens: the burst for bytes, 0 for events);
+            # the window has a millionth more, or sums of floats would
+            # refuse the last token of a burst (0.1 + 0.2 > 0.3)
+            return tuple(
+                (
+                    slot[id(r)],
+                    1.0 / r.rate,
+                    r.burst / r.rate * (1 + 1e-6),
+                    r.burst if r.in_bytes else 0.0,
+                )
+                for r in chosen
+            )
 
         self._all = plan(rules.get("*", ()))
         # event name -> every rule that applies to it (only named events:
@@ -184,49 +204,42 @@ class RateLimiter:
         if not plan:
             return ALLOWED
         if now is None:
-            now = time.monotonic()
+            now = _monotonic()
         state = self._states.get(sid)
         if state is None:
-            state = self._states[sid] = _State(self._bursts, now)
-        tokens = state.tokens
-        stamps = state.stamps
-        # one pass: each bucket is refilled up to now (always right to keep)
-        # and charged if it has room; at the first one without room the
-        # charges already made are given back (all or nothing). A packet
-        # larger than a byte bucket's burst passes when that bucket is full.
-        for entry in plan:
-            k, rate, burst, in_bytes = entry
-            left = tokens[k] + (now - stamps[k]) * rate
-            if left > burst:
-                left = burst
-            stamps[k] = now
-            cost = (size if size < burst else burst) if in_bytes else 1.0
-            if left < cost:
-                tokens[k] = left
-                break
-            tokens[k] = left - cost
-        else:
-            return ALLOWED
-        return self._refused(state, plan, entry, size, now)
+            state = self._states[sid] = _State(self._slots, now)
+        full_at = state.full_at
+        # each bucket that has room is charged; at the first one without
+        # room the charges already made are given back (all or nothing). A
+        # packet larger than a byte bucket's burst passes when that bucket
+        # is full.
+        for k, per_token, window, cap in plan:
+            at = full_at[k]
+            if at < now:
+                at = now
+            at += ((size if size < cap else cap) if cap else 1.0) * per_token
+            if at - now > window:
+                return self._refused(state, plan, k, size, now)
+            full_at[k] = at
+        return ALLOWED
 
     def _refused(
         self,
         state: _State,
-        plan: tuple[tuple[int, float, float, bool], ...],
-        full: tuple[int, float, float, bool],
+        plan: tuple[tuple[int, float, float, float], ...],
+        full: int,
         size: int,
         now: float,
     ) -> int:
-        """The rare path of :meth:`check`: bucket ``full`` had no room; give
-        back what the buckets before it were charged (those after it were
-        not touched: a refill is the same whenever it is made) and say
-        whether the client stayed over its limit too long."""
-        tokens = state.tokens
-        for entry in plan:
-            if entry is full:
+        """The rare path of :meth:`check`: bucket ``full`` (its slot) had no
+        room; give back what the buckets before it were charged (a bucket
+        that was full counts from now either way) and say whether the client
+        stayed over its limit too long."""
+        full_at = state.full_at
+        for k, per_token, _, cap in plan:
+            if k == full:
                 break
-            k, _, burst, in_bytes = entry
-            tokens[k] += (size if size < burst else burst) if in_bytes else 1.0
+            full_at[k] -= ((size if size < cap else cap) if cap else 1.0) * per_token
         if state.over_since is None or now - state.last_refused > GRACE_SECONDS:
             state.over_since = now
         state.last_refused = now

@@ -88,10 +88,13 @@ class FastServer(Server):
         sid = manager.sid_from_eio_sid(eio_sid, "/")
         if sid is None or sid in self._connecting or not manager.is_connected(sid, "/"):
             return False
-        if self.rate_limiter is not None and not self.admit(
-            eio_sid, "/", sid, data[0], int(text[1:i]) if i > 1 else None, len(text)
-        ):
-            return True
+        limiter = self.rate_limiter
+        if limiter is not None:
+            verdict = limiter.check(sid, data[0], end)
+            if verdict:
+                ack = int(text[1:i]) if i > 1 else None
+                self.refuse_limited(eio_sid, "/", sid, data[0], ack, verdict)
+                return True
         result = self._trigger_event(data[0], "/", sid, *data[1:])
         if i == 1 or result == self.not_handled:
             return True

@@ -249,10 +249,19 @@ class Server(socketio.Server):
     ) -> bool:
         """Whether the event passes the socket's rate limits; a refused one
         is answered (when it has an ack), reported, and may disconnect."""
-        limiter = self.rate_limiter
-        verdict = limiter.check(sid, event, size)
+        verdict = self.rate_limiter.check(sid, event, size)
         if not verdict:
             return True
+        self.refuse_limited(eio_sid, namespace, sid, event, ack_id, verdict)
+        return False
+
+    def refuse_limited(
+        self, eio_sid: str, namespace: str, sid: str, event: str, ack_id: Any, verdict: int
+    ) -> None:
+        """An event over its rate limit (``verdict`` from the limiter's
+        check): answered when it has an ack, reported, and the socket
+        disconnected when it stayed over too long."""
+        limiter = self.rate_limiter
         if ack_id is not None:
             self._send_packet(
                 eio_sid,
@@ -279,7 +288,6 @@ class Server(socketio.Server):
             limiter.forget(sid)
             self.disconnect_reasons[sid] = DISCONNECT_REASON
             self.disconnect(sid, namespace=namespace)
-        return False
 
     def _handle_ack(self, eio_sid: str, namespace: Any, id: Any, data: Any) -> None:
         self._require_connected(eio_sid, namespace)
