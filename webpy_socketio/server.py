@@ -118,6 +118,9 @@ class SocketIOServer(pywsgi.WSGIServer):
             app = StaticMiddleware(app)
         app = SocketIOMiddleware(app, resource=resource)
         kwargs.setdefault("handler_class", websocket_handler_class())
+        #: whether requests are logged (``log=None`` turns it off; the
+        #: handler then does not even format the lines)
+        self.request_log = kwargs.get("log", "default") is not None
         super().__init__(listener, app, **kwargs)
         _enable_message_log(sys.stderr)
         from . import blocking, settings

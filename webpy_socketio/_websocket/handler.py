@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 from gevent import pywsgi
@@ -29,6 +30,80 @@ HANDLER_KEY = "webpy_socketio.handler"
 SEND_BUFFER_BYTES: int | None = 256 * 1024
 
 
+#: At most this many header fields in a request, each line at most
+#: :data:`MAX_HEADER_LINE` bytes (http.client's limits, which pywsgi used).
+MAX_HEADERS = 100
+MAX_HEADER_LINE = 65536
+#: the header fields pywsgi puts in the environ without the HTTP_ prefix
+_UNPREFIXED = frozenset(("CONTENT_TYPE", "CONTENT_LENGTH"))
+
+
+class RequestHeaders:
+    """A request's header fields, with what pywsgi's handler uses of
+    ``http.client.HTTPMessage`` (``get``, ``getheader``, ``typeheader``,
+    ``del``, ``headers``, ``status``), read without the email package's
+    parser: that parser was the largest part of the CPU time of a
+    long-polling request, whose every poll is a request.
+
+    Names are matched without regard to case; an obsolete folded line
+    continues the previous field (joined with a space, as RFC 7230 allows);
+    a line that is not a field, a name with white space, too many fields or
+    too long a line set :attr:`status`, which pywsgi answers with a 400.
+    """
+
+    __slots__ = ("_headers", "status")
+
+    def __init__(self, fields: list[tuple[str, str]] | None = None, status: str = "") -> None:
+        self._headers = fields if fields is not None else []
+        #: why the header block is invalid ("" when it is not)
+        self.status = status
+
+    @classmethod
+    def read(cls, rfile: Any) -> RequestHeaders:
+        """Read the header block (up to its blank line) from ``rfile``."""
+        fields: list[tuple[str, str]] = []
+        while True:
+            line = rfile.readline(MAX_HEADER_LINE + 1)
+            if len(line) > MAX_HEADER_LINE:
+                return cls(fields, "Line too long")
+            if line == b"\r\n" or line == b"\n" or not line:
+                return cls(fields)
+            if line[0] in (32, 9):  # a space or a tab: a folded line
+                if not fields:
+                    return cls(fields, "Invalid header line")
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value} {line.strip().decode('latin-1')}")
+                continue
+            if len(fields) >= MAX_HEADERS:
+                return cls(fields, "Too many headers")
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip() or b" " in name:
+                return cls(fields, "Invalid header line")
+            fields.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        name = name.lower()
+        for key, value in self._headers:
+            if key.lower() == name:
+                return value
+        return default
+
+    getheader = get
+
+    @property
+    def typeheader(self) -> str | None:
+        return self.get("content-type")  # type: ignore[no-any-return]
+
+    def __delitem__(self, name: str) -> None:
+        name = name.lower()
+        self._headers = [(k, v) for k, v in self._headers if k.lower() != name]
+
+    @property
+    def headers(self) -> Iterator[str]:
+        for key, value in self._headers:
+            yield f"{key}: {value}\r\n"
+
+
 class WebSocketHandler(pywsgi.WSGIHandler):
     """The pywsgi handler of :class:`~webpy_socketio.server.SocketIOServer`.
 
@@ -39,6 +114,7 @@ class WebSocketHandler(pywsgi.WSGIHandler):
     """
 
     rfile: Any
+    headers: Any
 
     upgraded = False
 
@@ -58,14 +134,35 @@ class WebSocketHandler(pywsgi.WSGIHandler):
                 pass
         super().handle()
 
+    def MessageClass(self, fp: Any, *args: Any) -> RequestHeaders:  # noqa: N802 (pywsgi's name)
+        return RequestHeaders.read(fp)
+
+    def _headers(self) -> Iterator[tuple[str, str]]:
+        # the environ's HTTP_ keys; a name with "_" is dropped, as pywsgi
+        # does (it could pass for another header once "-" becomes "_")
+        for name, value in self.headers._headers:
+            if "_" in name:
+                continue
+            key = name.replace("-", "_").upper()
+            if key not in _UNPREFIXED:
+                yield "HTTP_" + key, value
+
     def _check_http_version(self) -> bool:
+        if self.request_version in ("HTTP/1.1", "HTTP/1.0"):
+            return True
         # pywsgi reads "HTTP/1" (no minor version) as a 1-tuple and fails on
         # it with an IndexError, which it answers with a 400 but also prints
         # as a traceback: any client could fill the log with them
         try:
             return bool(super()._check_http_version())
-        except IndexError:
+        except (IndexError, ValueError):
             return False
+
+    def log_request(self) -> None:
+        # with log=None pywsgi still formats every request's line (a clock
+        # read and a date format) for a log that writes nothing
+        if getattr(self.server, "request_log", True):
+            super().log_request()
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
