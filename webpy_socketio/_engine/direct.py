@@ -9,8 +9,10 @@ see :meth:`~webpy_socketio._websocket.connection.WebSocket.write`), and it
 reads and dispatches the client's frames itself: in the request's greenlet
 at first, and once the connection is idle it parks (no greenlet waits for
 it, see :meth:`~webpy_socketio._websocket.connection.WebSocket.park`): the
-next input is read in a new greenlet, which ends when the connection is
-idle again. Over long-polling it is the stock session.
+next input is read by a reader greenlet
+(:class:`~webpy_socketio._websocket.connection.Readers`), which is done
+with it when the connection is idle again. Over long-polling it is the
+stock session.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ class DirectSocket(Socket):
         return []
 
     def _resume(self) -> None:
-        """Input for a parked connection, in a greenlet of its own."""
+        """Input for a parked connection, in a reader greenlet."""
         ws = self.transport
         try:
             if self._serve():
