@@ -27,7 +27,8 @@ port = server.server_port
 def frame(text):
     data = text.encode()
     mask = os.urandom(4)
-    return bytes((0x81, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    return bytes((0x81, 0x80 | len(data))) + mask + masked
 
 client = socket.create_connection(("127.0.0.1", port), timeout=5)
 key = base64.b64encode(os.urandom(16)).decode()
