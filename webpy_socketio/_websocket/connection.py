@@ -2,8 +2,10 @@
 
 engine.io's stock gevent transport goes through simple-websocket and
 wsproto, which run one extra greenlet per connection and build every frame
-in Python objects. Here the connection's own request greenlet reads frames,
-and writes go straight to the non-blocking socket: a frame is only queued
+in Python objects. Here the greenlet that has the connection's input reads
+its frames (an idle connection has none: it parks, :meth:`WebSocket.park`,
+and a reader greenlet takes it when input arrives, :class:`Readers`), and
+writes go straight to the non-blocking socket: a frame is only queued
 (and a short-lived greenlet started to flush it) when the kernel's send
 buffer is full, so a slow client never holds up anybody else and its own
 frames stay in order.
