@@ -46,6 +46,7 @@ function parseArgs(argv) {
     rate: 400,
     pauseMs: 6000,
     readMs: 50,
+    flood: 0,
     pollers: 500,
   };
   for (let i = 2; i < argv.length; i += 2) {
@@ -767,12 +768,26 @@ async function trickle() {
   }, 100);
   const before = cpuSnapshot();
   const t0 = now();
-  const total = Math.round(opts.rate * opts.duration);
-  for (let s = 0; s < total; s++) {
-    const due = t0 + (s * 1000) / opts.rate;
-    const wait = due - now();
-    if (wait > 1) await sleep(wait);
-    sender.emit("bcast", { room: "trickle", s, t: now(), p: pad });
+  let total = Math.round(opts.rate * opts.duration);
+  let deliveredInWindow = null;
+  if (opts.flood) {
+    // --flood 1: the next broadcast as soon as the previous one is acked,
+    // for the whole duration; what counts is how many reach the healthy
+    // subscribers meanwhile
+    const end = t0 + opts.duration * 1000;
+    total = 0;
+    while (now() < end) {
+      await sender.emit("bcast", { room: "trickle", s: total, t: now(), p: pad });
+      total++;
+    }
+    deliveredInWindow = healthy.reduce((n, h) => n + h.got, 0);
+  } else {
+    for (let s = 0; s < total; s++) {
+      const due = t0 + (s * 1000) / opts.rate;
+      const wait = due - now();
+      if (wait > 1) await sleep(wait);
+      sender.emit("bcast", { room: "trickle", s, t: now(), p: pad });
+    }
   }
   // the healthy ones get everything (or the run says not)
   const deadline = now() + 10000;
@@ -795,6 +810,8 @@ async function trickle() {
     rss_start_mb: round(rssStart),
     rss_max_mb: round(rssMax),
     healthy_complete: healthy.every((h) => h.got === total),
+    healthy_deliveries_per_s:
+      deliveredInWindow === null ? null : Math.round(deliveredInWindow / opts.duration),
     healthy_p50_ms: stats.p50,
     healthy_p99_ms: stats.p99,
     healthy_max_ms: stats.max,

@@ -135,6 +135,14 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
                     },
                 )
             )
+    if summary.get("slowfanout"):
+        slow = str(summary["params"].get("trickle_slow"))
+        kept: dict[str, float | None] = {}
+        for s, runs in summary["slowfanout"].items():
+            alone = runs.get("0", {}).get("healthy_deliveries_per_s")
+            crowded = runs.get(slow, {}).get("healthy_deliveries_per_s")
+            kept[s] = round(crowded / alone, 3) if alone and crowded is not None else None
+        rows.append((f"broadcast throughput kept with {slow} slow readers", "higher", kept))
     if summary["conns"]:
         conns = summary["params"]["conns"]
         for key, label in (("kb_per_conn", "KB per idle connection"), ("connect_s", "connect")):

@@ -517,6 +517,44 @@ def test_trickle(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
         )
 
 
+def test_slowfanout(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
+    """Broadcast throughput to healthy subscribers, alone and with slow
+    readers present (the trickle readers): the share each server keeps."""
+    results = summary.setdefault("slowfanout", {})
+    for name in args.servers:
+        runs = {}
+        for slow in (0, args.trickle_slow):
+            summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+            server = Server(name, args.server_cpu, logdir)
+            try:
+                runs[slow] = loadgen(
+                    args,
+                    server,
+                    "trickle",
+                    slow=slow,
+                    healthy=args.slow_healthy,
+                    flood=1,
+                    duration=args.slow_seconds,
+                    size=args.size,
+                    concurrency=50,
+                    timeout=120,
+                )
+            finally:
+                server.stop()
+        results[name] = {str(k): v for k, v in runs.items()}
+        alone, crowded = runs[0], runs[args.trickle_slow]
+        if "error" in alone or "error" in crowded:
+            log(f"slowfanout {name:<6} ERROR {alone.get('error') or crowded.get('error')}")
+            continue
+        a, c = alone["healthy_deliveries_per_s"], crowded["healthy_deliveries_per_s"]
+        log(
+            f"slowfanout {name:<6} {args.slow_healthy} healthy: {a:,} deliveries/s alone, "
+            f"{c:,} with {args.trickle_slow} slow readers ({c / a:.2f} kept); "
+            f"{crowded['slow_disconnected']} slow readers cut, "
+            f"{'complete' if crowded['healthy_complete'] else 'INCOMPLETE'}"
+        )
+
+
 def test_pollers(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
     """Long-polling subscribers in one room, broadcasts at a fixed rate:
     the server's CPU per delivered message and the latency."""
@@ -710,6 +748,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trickle-rate", type=int, default=200, help="broadcasts/s")
     p.add_argument("--trickle-size", type=int, default=8192, help="padding bytes per broadcast")
     p.add_argument("--trickle-seconds", type=float, default=12.0)
+    p.add_argument("--slow-healthy", type=int, default=200, help="slowfanout's healthy ones")
+    p.add_argument("--slow-seconds", type=float, default=6.0, help="slowfanout's flood")
     p.add_argument("--pollers", type=int, default=500, help="long-polling subscribers")
     p.add_argument("--poll-rate", type=int, default=10, help="broadcasts/s to the pollers")
     p.add_argument("--poll-seconds", type=float, default=5.0)
@@ -802,6 +842,7 @@ def main(argv: list[str] | None = None) -> int:
         ("greedy", test_greedy),
         ("trickle", test_trickle),
         ("pollers", test_pollers),
+        ("slowfanout", test_slowfanout),
     )
     for test, function in tests:
         if test in args.tests:
