@@ -357,6 +357,19 @@ def fanout_messages(n: int, args: argparse.Namespace) -> tuple[int, int]:
     return flood, rate
 
 
+def measure(
+    args: argparse.Namespace, logdir: Path, summary: dict, name: str, mode: str, **options: Any
+) -> dict:
+    """Run loadgen's ``mode`` once against a fresh server ``name``, once
+    the cores are quiet; return loadgen's result."""
+    summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
+    server = Server(name, args.server_cpu, logdir)
+    try:
+        return loadgen(args, server, mode, **options)
+    finally:
+        server.stop()
+
+
 def rotated(servers: list[str], turn: int) -> list[str]:
     """The servers in the order of round ``turn``: each goes first in turn,
     so none is always measured right after the same other one."""
@@ -388,23 +401,20 @@ def test_fanout(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
         by_server = summary["fanout"].setdefault(str(n), {})
         for turn in range(args.rounds):
             for name in rotated(args.servers, turn):
-                summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-                server = Server(name, args.server_cpu, logdir)
-                try:
-                    result = loadgen(
-                        args,
-                        server,
-                        "fanout",
-                        clients=n,
-                        messages=flood,
-                        rate_messages=rate,
-                        offered=args.offered,
-                        size=args.size,
-                        reps=args.reps,
-                        timeout=300,
-                    )
-                finally:
-                    server.stop()
+                result = measure(
+                    args,
+                    logdir,
+                    summary,
+                    name,
+                    "fanout",
+                    clients=n,
+                    messages=flood,
+                    rate_messages=rate,
+                    offered=args.offered,
+                    size=args.size,
+                    reps=args.reps,
+                    timeout=300,
+                )
                 by_server[name] = merged(by_server.get(name), result)
         for name in args.servers:
             result = by_server.get(name, {"error": "not measured"})
@@ -423,21 +433,18 @@ def test_fanout(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
 def test_echo(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
     for turn in range(args.rounds):
         for name in rotated(args.servers, turn):
-            summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-            server = Server(name, args.server_cpu, logdir)
-            try:
-                result = loadgen(
-                    args,
-                    server,
-                    "echo",
-                    clients=args.echo_clients,
-                    duration=args.echo_duration,
-                    size=args.size,
-                    reps=args.reps,
-                    timeout=120,
-                )
-            finally:
-                server.stop()
+            result = measure(
+                args,
+                logdir,
+                summary,
+                name,
+                "echo",
+                clients=args.echo_clients,
+                duration=args.echo_duration,
+                size=args.size,
+                reps=args.reps,
+                timeout=120,
+            )
             summary["echo"][name] = merged(summary["echo"].get(name), result)
     for name in args.servers:
         result = summary["echo"].get(name, {"error": "not measured"})
@@ -457,12 +464,7 @@ def measure_each(
     each, once the cores are quiet), record every result in
     ``summary[mode]`` and yield the ones without an error."""
     for name in args.servers:
-        summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-        server = Server(name, args.server_cpu, logdir)
-        try:
-            result = loadgen(args, server, mode, **options)
-        finally:
-            server.stop()
+        result = measure(args, logdir, summary, name, mode, **options)
         summary.setdefault(mode, {})[name] = result
         if "error" in result:
             log(f"{mode} {name:<6} ERROR {result['error']}")
@@ -524,23 +526,20 @@ def test_slowfanout(args: argparse.Namespace, logdir: Path, summary: dict) -> No
     for name in args.servers:
         runs = {}
         for slow in (0, args.trickle_slow):
-            summary["waited_for_quiet"].append(wait_quiet(patience=patience(args)))
-            server = Server(name, args.server_cpu, logdir)
-            try:
-                runs[slow] = loadgen(
-                    args,
-                    server,
-                    "trickle",
-                    slow=slow,
-                    healthy=args.slow_healthy,
-                    flood=1,
-                    duration=args.slow_seconds,
-                    size=args.size,
-                    concurrency=50,
-                    timeout=120,
-                )
-            finally:
-                server.stop()
+            runs[slow] = measure(
+                args,
+                logdir,
+                summary,
+                name,
+                "trickle",
+                slow=slow,
+                healthy=args.slow_healthy,
+                flood=1,
+                duration=args.slow_seconds,
+                size=args.size,
+                concurrency=50,
+                timeout=120,
+            )
         results[name] = {str(k): v for k, v in runs.items()}
         alone, crowded = runs[0], runs[args.trickle_slow]
         if "error" in alone or "error" in crowded:
