@@ -160,6 +160,107 @@ def metrics(summary: dict) -> list[tuple[str, str, dict[str, float | None]]]:
     return rows
 
 
+#: a variant's suffix -> what it measures (the base is the name without it)
+VARIANT_COSTS = {"-limits": "rate limits on", "-metrics": "metrics on"}
+
+
+def _per_round(reps: list[dict], key: str) -> dict[int, float]:
+    """The median of ``key`` in each round (clean repetitions when a round
+    has any)."""
+    rounds: dict[int, list[dict]] = {}
+    for rep in reps:
+        if "round" in rep:
+            rounds.setdefault(rep["round"], []).append(rep)
+    out = {}
+    for turn, group in rounds.items():
+        value = med(group, key)
+        if value is not None:
+            out[turn] = value
+    return out
+
+
+def _cpu_us(reps: list[dict], per: str) -> list[dict]:
+    """Repetitions with ``cpu_us``: the server's CPU microseconds per unit
+    of ``per`` (its CPU % over the same seconds ÷ the rate)."""
+    out = []
+    for rep in reps:
+        cpu, rate = rep.get("server_cpu"), rep.get(per)
+        extra = {"cpu_us": cpu / 100 * 1e6 / rate} if cpu and rate else {}
+        out.append({**rep, **extra})
+    return out
+
+
+Paired = tuple[str, str, str, dict[str, tuple[float, float, float, int]]]
+
+
+def paired(summary: dict) -> list[Paired]:
+    """Each operations variant beside its base, round by round: (test,
+    variant, base, {key: (median of the rounds' ratios, lowest, highest,
+    rounds)}). Servers of one round ran one after the other, so a ratio
+    within a round is not disturbed by what the machine did between rounds,
+    which the medians over every round are."""
+    tests: list[tuple[str, dict[str, list[dict]], str]] = []
+    for name, result in summary.get("echo", {}).items():
+        if "reps" in result:
+            tests.append(("echo", {name: result["reps"]}, "requests_per_s"))
+    for n, by_server in summary.get("fanout", {}).items():
+        for name, result in by_server.items():
+            if "reps" in result:
+                flood = result["reps"]["flood"]
+                tests.append((f"fan-out N={n}", {name: flood}, "deliveries_per_s"))
+    reps_of: dict[tuple[str, str], tuple[list[dict], str]] = {}
+    for test, by_name, key in tests:
+        for name, reps in by_name.items():
+            reps_of[(test, name)] = (_cpu_us(reps, key), key)
+    out = []
+    for (test, name), (reps, key) in reps_of.items():
+        for suffix in VARIANT_COSTS:
+            base = name[: -len(suffix)] if name.endswith(suffix) else None
+            if base is None or (test, base) not in reps_of:
+                continue
+            base_reps = reps_of[(test, base)][0]
+            figures = {}
+            for k in (key, "cpu_us"):
+                mine, theirs = _per_round(reps, k), _per_round(base_reps, k)
+                ratios = [mine[t] / theirs[t] for t in mine if theirs.get(t)]
+                if ratios:
+                    figures[k] = (statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+            if figures:
+                out.append((test, name, base, figures))
+    return out
+
+
+def paired_lines(summary: dict) -> list[str]:
+    """The paired costs as Markdown lines (none when nothing was paired)."""
+    rows = paired(summary)
+    if not rows:
+        return []
+    lines = [
+        "## What the operations features cost, paired round by round",
+        "",
+        "Each variant against its base (the same server with the feature off), as the "
+        "median of their ratios within each round (`--rounds`: in a round every server is "
+        "measured once, one after the other), with the lowest and highest round. Throughput "
+        "ratio: ≥ 0.95 is a cost of at most 5 %. CPU ratio: the server's CPU microseconds per "
+        "request or delivery, variant ÷ base.",
+        "",
+        "| test | variant | base | throughput ratio (range) | CPU µs ratio (range) | rounds |",
+        "|---|---|---|---|---|---|",
+    ]
+    for test, name, base, figures in rows:
+        cells = []
+        for key in [k for k in figures if k != "cpu_us"] + ["cpu_us"]:
+            if key in figures:
+                value, low, high, _ = figures[key]
+                cells.append(f"**{value:.3f}** ({low:.3f}–{high:.3f})")
+            else:
+                cells.append("–")
+        count = max(f[3] for f in figures.values())
+        lines.append(f"| {test} | {name} | {base} | {cells[0]} | {cells[-1]} | {count} |")
+    lines.append("")
+    return lines
+
+
 def goals(rows: list[tuple[str, str, dict[str, float | None]]]) -> list[str]:
     """The issue's goals, checked against this run."""
     by_label = {label: values for label, _, values in rows}
@@ -277,6 +378,8 @@ def render(summary: dict) -> tuple[str, str]:
     add("")
     lines.extend(goals(rows))
     add("")
+
+    lines.extend(paired_lines(summary))
 
     if summary["fanout"]:
         add("## Fan-out: one room, one sender")
@@ -433,6 +536,10 @@ def render(summary: dict) -> tuple[str, str]:
         console.append(f"  {label}: " + ", ".join(parts))
     console.append("Goals:")
     console.extend("  " + g[2:].replace("**", "") for g in goals(rows))
+    for test, name, base, figures in paired(summary):
+        parts = [f"{k} {v[0]:.3f} ({v[1]:.3f}-{v[2]:.3f})" for k, v in figures.items()]
+        rounds = max(v[3] for v in figures.values())
+        console.append(f"Paired {test} {name}/{base}, {rounds} rounds: " + ", ".join(parts))
     return "\n".join(lines), "\n".join(console)
 
 

@@ -41,6 +41,10 @@ SERVERS_DIR = BENCH / "servers"
 TMP = Path(os.environ.get("TMPDIR") or "/tmp")
 PEER_VENV = Path(os.environ.get("WSIO_BENCH_VENV") or TMP / "wsio-bench-venv")
 
+#: the operations features' variants of a webpy server (suffix, environment
+#: variable of webpy_app.py); report.paired sets each beside its base
+VARIANTS = (("metrics", "WSIO_BENCH_METRICS"), ("limits", "WSIO_BENCH_RATE_LIMIT"))
+
 #: name -> (label, command template); the first one is the reference (ratio 1.00)
 SERVERS: dict[str, tuple[str, list[str]]] = {}
 
@@ -49,7 +53,8 @@ def define_servers(our_python: str, compare: list[str] | None = None) -> None:
     """Fill :data:`SERVERS`; each ``compare`` item, ``NAME=DIR``, adds the
     server "webpy-NAME": the same app on the webpy_socketio package of the
     checkout in DIR (e.g. a git worktree of an earlier commit), so a change
-    is measured before and after in one run."""
+    is measured before and after in one run (and webpy-NAME-metrics,
+    webpy-NAME-limits: that checkout with each operations feature on)."""
     peer_python = str(PEER_VENV / "bin" / "python")
     SERVERS.update(
         {
@@ -88,7 +93,7 @@ def define_servers(our_python: str, compare: list[str] | None = None) -> None:
         }
     )
     # the same server with the operations features on, to measure their cost
-    for name, variable in (("metrics", "WSIO_BENCH_METRICS"), ("limits", "WSIO_BENCH_RATE_LIMIT")):
+    for name, variable in VARIANTS:
         SERVERS[f"webpy-{name}"] = (
             f"webpy-socketio, {name} on",
             ["env", f"{variable}=1", our_python, str(SERVERS_DIR / "webpy_app.py")],
@@ -97,15 +102,15 @@ def define_servers(our_python: str, compare: list[str] | None = None) -> None:
         name, _, folder = item.partition("=")
         if not name or not folder or not (Path(folder) / "webpy_socketio").is_dir():
             raise SystemExit(f"--compare wants NAME=DIR with DIR/webpy_socketio, not {item!r}")
-        SERVERS[f"webpy-{name}"] = (
-            f"webpy-socketio at {name}",
-            [
-                "env",
-                f"PYTHONPATH={Path(folder).resolve()}",
-                our_python,
-                str(SERVERS_DIR / "webpy_app.py"),
-            ],
-        )
+        path = f"PYTHONPATH={Path(folder).resolve()}"
+        app = [our_python, str(SERVERS_DIR / "webpy_app.py")]
+        SERVERS[f"webpy-{name}"] = (f"webpy-socketio at {name}", ["env", path, *app])
+        # and its operations variants: webpy-NAME-metrics, webpy-NAME-limits
+        for variant, variable in VARIANTS:
+            SERVERS[f"webpy-{name}-{variant}"] = (
+                f"webpy-socketio at {name}, {variant} on",
+                ["env", path, f"{variable}=1", *app],
+            )
 
 
 def log(*parts: Any) -> None:
@@ -377,6 +382,15 @@ def rotated(servers: list[str], turn: int) -> list[str]:
     return servers[k:] + servers[:k]
 
 
+def tagged(result: dict, turn: int) -> dict:
+    """``result`` with each repetition marked with its round, so that the
+    report can pair servers measured side by side (report.paired)."""
+    reps = result.get("reps", [])
+    for rep in [r for kind in reps.values() for r in kind] if isinstance(reps, dict) else reps:
+        rep["round"] = turn
+    return result
+
+
 def merged(old: dict | None, new: dict) -> dict:
     """One server's loadgen result over several rounds: the repetitions of
     every round together (the other fields are the first round's)."""
@@ -415,7 +429,7 @@ def test_fanout(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
                     reps=args.reps,
                     timeout=300,
                 )
-                by_server[name] = merged(by_server.get(name), result)
+                by_server[name] = merged(by_server.get(name), tagged(result, turn))
         for name in args.servers:
             result = by_server.get(name, {"error": "not measured"})
             if "error" in result:
@@ -445,7 +459,7 @@ def test_echo(args: argparse.Namespace, logdir: Path, summary: dict) -> None:
                 reps=args.reps,
                 timeout=120,
             )
-            summary["echo"][name] = merged(summary["echo"].get(name), result)
+            summary["echo"][name] = merged(summary["echo"].get(name), tagged(result, turn))
     for name in args.servers:
         result = summary["echo"].get(name, {"error": "not measured"})
         if "error" in result:

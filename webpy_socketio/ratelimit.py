@@ -141,14 +141,38 @@ def check_disconnect_setting(value: Any) -> None:
 
 class _State:
     """One socket's buckets (one slot per rule: the time at which that
-    bucket is full again) and its stretch over the limit."""
+    bucket is full again) and its stretch over the limit.
 
-    __slots__ = ("full_at", "over_since", "last_refused")
+    ``calm_at`` is a time by which every bucket is full (no earlier than
+    the latest slot). An event that comes after it is charged lazily: it is
+    kept as ``pending`` (its plan, time and size) and written to the slots
+    only when an event comes before every bucket is full again."""
 
-    def __init__(self, slots: int, now: float) -> None:
-        self.full_at = [now] * slots
+    __slots__ = ("full_at", "calm_at", "pending", "over_since", "last_refused")
+
+    def __init__(self, slots: int) -> None:
+        self.full_at = [0.0] * slots
+        self.calm_at = 0.0
+        self.pending: tuple[_Plan, float, int] | None = None
         self.over_since: float | None = None
         self.last_refused = 0.0
+
+
+class _Plan:
+    """The buckets one event name is counted in: ``rules``, each ``(slot,
+    seconds per token, seconds a full bucket holds, the largest cost in
+    tokens: the burst for bytes, 0 for events)``, and the bounds of what an
+    event can cost in seconds, to put ``calm_at`` after every charge without
+    computing each: ``step`` (the longest event rule's) and ``per_byte`` up
+    to ``cap`` bytes (the longest byte rule's)."""
+
+    __slots__ = ("rules", "step", "per_byte", "cap")
+
+    def __init__(self, rules: tuple[tuple[int, float, float, float], ...]) -> None:
+        self.rules = rules
+        self.step = max((per for _, per, _, cap in rules if not cap), default=0.0)
+        self.per_byte = max((per for _, per, _, cap in rules if cap), default=0.0)
+        self.cap = max((cap for *_, cap in rules), default=0.0)
 
 
 class RateLimiter:
@@ -160,6 +184,11 @@ class RateLimiter:
     ``c / rate`` seconds later, and is refused when that would leave it
     more than ``burst / rate`` seconds ahead of now. One float per bucket
     and no refill arithmetic: this runs for every event.
+
+    A client below its rates usually finds every bucket full: then its event
+    fits whatever it costs (no cost exceeds a burst), and it is counted with
+    one comparison and its charges are written later, only if the next event
+    comes before the buckets are full again (:class:`_State`).
 
     :param rules: from :func:`parse_setting`.
     :param disconnect_after: seconds over the limit before a disconnect
@@ -176,8 +205,6 @@ class RateLimiter:
         slot = {id(rule): k for k, rule in enumerate(every)}
 
         def plan(chosen: tuple[Rule, ...]) -> tuple[tuple[int, float, float, float], ...]:
-            # (slot, seconds per token, seconds a full bucket holds, the
-            # largest cost in tokens: the burst for bytes, 0 for events);
             # the window has a millionth more, or sums of floats would
             # refuse the last token of a burst (0.1 + 0.2 > 0.3)
             return tuple(
@@ -190,10 +217,13 @@ class RateLimiter:
                 for r in chosen
             )
 
-        self._all = plan(rules.get("*", ()))
+        every_event = plan(rules.get("*", ()))
+        self._all = _Plan(every_event) if every_event else None
         # event name -> every rule that applies to it (only named events:
         # a client choosing names cannot grow this)
-        self._for = {name: self._all + plan(own) for name, own in rules.items() if name != "*"}
+        self._for = {
+            name: _Plan(every_event + plan(own)) for name, own in rules.items() if name != "*"
+        }
         self._states: dict[str, _State] = {}
 
     def check(self, sid: str, event: str, size: int, now: float | None = None) -> int:
@@ -201,32 +231,56 @@ class RateLimiter:
         :data:`LIMITED` (refuse it) or :data:`DISCONNECT` (refuse it, and the
         client has stayed over its limit too long)."""
         plan = self._for.get(event, self._all)
-        if not plan:
+        if plan is None:
             return ALLOWED
         if now is None:
             now = _monotonic()
         state = self._states.get(sid)
         if state is None:
-            state = self._states[sid] = _State(self._slots, now)
+            state = self._states[sid] = _State(self._slots)
+        if now < state.calm_at:
+            return self._check_busy(state, plan, size, now)
+        # every bucket is full: the event fits; its charges wait in pending
+        # (an earlier pending one is spent: its buckets are full again)
+        state.pending = (plan, now, size)
+        cap = plan.cap
+        spent = (size if size < cap else cap) * plan.per_byte
+        state.calm_at = now + (spent if spent > plan.step else plan.step)
+        return ALLOWED
+
+    def _check_busy(self, state: _State, plan: _Plan, size: int, now: float) -> int:
+        """:meth:`check` when some bucket may not be full: charge each
+        bucket, all or nothing."""
         full_at = state.full_at
+        if state.pending is not None:
+            # the pending event came when every bucket was full
+            charged, at, charged_size = state.pending
+            state.pending = None
+            for k, per_token, _, cap in charged.rules:
+                full_at[k] = at + (
+                    (charged_size if charged_size < cap else cap) if cap else 1.0
+                ) * per_token
         # each bucket that has room is charged; at the first one without
-        # room the charges already made are given back (all or nothing). A
-        # packet larger than a byte bucket's burst passes when that bucket
-        # is full.
-        for k, per_token, window, cap in plan:
+        # room the charges already made are given back. A packet larger than
+        # a byte bucket's burst passes when that bucket is full.
+        rules = plan.rules
+        for k, per_token, window, cap in rules:
             at = full_at[k]
             if at < now:
                 at = now
             at += ((size if size < cap else cap) if cap else 1.0) * per_token
             if at - now > window:
-                return self._refused(state, plan, k, size, now)
+                verdict = self._refused(state, rules, k, size, now)
+                state.calm_at = max(full_at)
+                return verdict
             full_at[k] = at
+        state.calm_at = max(full_at)
         return ALLOWED
 
     def _refused(
         self,
         state: _State,
-        plan: tuple[tuple[int, float, float, float], ...],
+        rules: tuple[tuple[int, float, float, float], ...],
         full: int,
         size: int,
         now: float,
@@ -236,7 +290,7 @@ class RateLimiter:
         that was full counts from now either way) and say whether the client
         stayed over its limit too long."""
         full_at = state.full_at
-        for k, per_token, _, cap in plan:
+        for k, per_token, _, cap in rules:
             if k == full:
                 break
             full_at[k] -= ((size if size < cap else cap) if cap else 1.0) * per_token
